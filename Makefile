@@ -1,0 +1,143 @@
+# dsv4 — build.  Run ./configure first (it writes config.mk); plain `make`
+# also works with the CPU-only defaults below.
+#
+# Layout: every lib/*.c and lib/ref/*.c goes into lib/libdsv4.a (with the
+# CUDA objects of kernels/*.cu when configured); every cmd/dsv4-*.c is one
+# program in bin/; every tests/unit/test_*.c is one unit-test binary.
+
+-include config.mk
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+WARN       ?= -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+DEPS_CFLAGS ?=
+DEPS_LIBS  ?= -lzstd -lsodium
+HAVE_CUDA  ?= 0
+NVCC       ?= nvcc
+CUDA_ARCH  ?= sm_90
+CUDA_GENCODE ?= -gencode arch=compute_90,code=sm_90
+CUDA_LIBS  ?=
+NVCCFLAGS  ?= -O2
+
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(DEPS_CFLAGS) -DDSV4_HAVE_CUDA=$(HAVE_CUDA) -Ilib
+LIBS       = $(DEPS_LIBS) $(CUDA_LIBS) -lpthread -lm
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+LIB_SRC   = $(sort $(wildcard lib/*.c lib/ref/*.c))
+LIB_OBJ   = $(LIB_SRC:%.c=build/%.o)
+ifeq ($(HAVE_CUDA),1)
+CU_SRC    = $(sort $(wildcard kernels/*.cu))
+CU_OBJ    = $(CU_SRC:%.cu=build/%.o)
+LINK      = $(NVCC) $(CUDA_GENCODE) -Xcompiler -pthread
+LINKFLAGS = $(filter-out -pthread,$(LDFLAGS))
+else
+CU_OBJ    =
+LINK      = $(CC) -pthread
+LINKFLAGS = $(LDFLAGS)
+endif
+LIBA      = lib/libdsv4.a
+
+CMD_SRC   = $(sort $(wildcard cmd/dsv4-*.c))
+PROGS     = $(CMD_SRC:cmd/%.c=bin/%)
+CLI_OBJ   = build/cmd/cli.o
+TOOL_SRC  = $(sort $(wildcard tests/tools/*.c))
+TOOLS     = $(TOOL_SRC:tests/tools/%.c=build/tools/%)
+UNIT_SRC  = $(sort $(wildcard tests/unit/test_*.c))
+UNITS     = $(UNIT_SRC:tests/unit/%.c=build/tests/%)
+KTEST_SRC = $(sort $(wildcard tests/kernels/test_*.c))
+KTESTS    = $(KTEST_SRC:tests/kernels/%.c=build/tests/kernels/%)
+BENCH_SRC = $(sort $(wildcard tests/bench/*.c))
+BENCHES   = $(BENCH_SRC:tests/bench/%.c=build/bench/%)
+
+.PHONY: all check check-gpu demo bench install uninstall clean completions tests
+all: $(LIBA) $(PROGS) $(TOOLS)
+
+build/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+build/kernels/%.o: kernels/%.cu
+	@mkdir -p $(@D)
+	@echo "  NVCC    $<"
+	$(Q)$(NVCC) $(NVCCFLAGS) $(CUDA_GENCODE) -Ilib -Ikernels -DDSV4_HAVE_CUDA=1 -c $< -o $@
+
+$(LIBA): $(LIB_OBJ) $(CU_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+bin/%: build/cmd/%.o $(CLI_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(CLI_OBJ) $(LIBA) $(LIBS)
+
+build/tools/%: build/tests/tools/%.o $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+build/tests/test_%: build/tests/unit/test_%.o $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+build/tests/kernels/test_%: build/tests/kernels/test_%.o $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+build/bench/%: build/tests/bench/%.o $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+tests: all $(UNITS) $(KTESTS) $(BENCHES)
+
+# The whole suite: unit tests, kernel tests (skip without a GPU), CLI tests.
+check: tests
+	$(Q)sh tests/run.sh
+
+check-gpu: tests
+	$(Q)DSV4_REQUIRE_GPU=1 sh tests/run.sh kernels
+
+demo: all
+	$(Q)sh tests/tools/demo.sh
+
+bench: tests
+	$(Q)for b in $(BENCHES); do $$b || exit 1; done
+
+completions: $(PROGS)
+	$(Q)sh completions/gen.sh
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+	mkdir -p $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	for p in $(PROGS); do install -m 755 $$p $(DESTDIR)$(BINDIR)/; done
+	for m in man/*.1; do install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done
+	for m in man/*.5; do install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
+	for m in man/*.7; do [ -f $$m ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man7/ || true; done
+	install -m 644 completions/dsv4.bash $(DESTDIR)$(BASHCOMPDIR)/dsv4
+	for p in $(PROGS); do ln -sf dsv4 $(DESTDIR)$(BASHCOMPDIR)/$$(basename $$p); done
+	install -m 644 completions/_dsv4 $(DESTDIR)$(ZSHCOMPDIR)/_dsv4
+
+uninstall:
+	for p in $(PROGS); do rm -f $(DESTDIR)$(BINDIR)/$$(basename $$p) $(DESTDIR)$(BASHCOMPDIR)/$$(basename $$p); done
+	for m in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$$(basename $$m); done
+	for m in man/*.5; do rm -f $(DESTDIR)$(MANDIR)/man5/$$(basename $$m); done
+	for m in man/*.7; do rm -f $(DESTDIR)$(MANDIR)/man7/$$(basename $$m); done
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/dsv4 $(DESTDIR)$(ZSHCOMPDIR)/_dsv4
+
+clean:
+	rm -rf build bin $(LIBA) tests/out
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,62 @@
+#!/bin/sh
+# The test runner behind `make check`: unit tests, kernel tests (exit 77 =
+# skipped, e.g. no GPU) and CLI tests.  Each test program prints its own
+# "N passed, N failed" line; this script adds them up and prints the total
+# as its last line.  Logs go to tests/out/.
+#   usage: sh tests/run.sh [unit] [kernels] [cli]     (default: all three)
+cd "$(dirname "$0")/.." || exit 1
+LC_ALL=C; export LC_ALL
+out=tests/out
+mkdir -p "$out"
+pass=0 fail=0 skip=0
+kinds=${*:-unit kernels cli}
+
+count() { # $1 = name, $2 = exit status, $3 = log
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$3" | tail -n 1)
+    if [ "$2" = 77 ]; then
+        skip=$((skip + 1))
+        printf '  SKIP  %s: %s\n' "$1" "$(tail -n 1 "$3")"
+        return
+    fi
+    if [ -n "$line" ]; then
+        p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+    else
+        p=0; f=0
+    fi
+    if [ "$2" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+    pass=$((pass + p)); fail=$((fail + f))
+    if [ "$f" = 0 ]; then
+        printf '  ok    %s (%s)\n' "$1" "$line"
+    else
+        printf '  FAIL  %s (exit %s; log %s)\n' "$1" "$2" "$3"
+        sed 's/^/        /' "$3" | tail -n 25
+    fi
+}
+
+for kind in $kinds; do
+    case $kind in
+    unit)
+        for t in build/tests/test_*; do
+            [ -x "$t" ] || continue
+            n=${t##*/}; log=$out/$n.log
+            "$t" >"$log" 2>&1; count "$n" $? "$log"
+        done ;;
+    kernels)
+        for t in build/tests/kernels/test_*; do
+            [ -x "$t" ] || continue
+            n=kernels/${t##*/}; log=$out/kernels-${t##*/}.log
+            "$t" >"$log" 2>&1; st=$?
+            if [ "$st" = 77 ] && [ -n "$DSV4_REQUIRE_GPU" ]; then st=1; fi
+            count "$n" $st "$log"
+        done ;;
+    cli)
+        for t in tests/cli/t[0-9]*.sh; do
+            [ -f "$t" ] || continue
+            n=${t##*/}; n=${n%.sh}; log=$out/$n.log
+            sh "$t" >"$log" 2>&1; count "$n" $? "$log"
+        done ;;
+    *) echo "run.sh: unknown test kind '$kind'" >&2; exit 2 ;;
+    esac
+done
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]
