@@ -58,6 +58,7 @@ struct problems {
     int json;
     dsv4_buf out;   /* JSON array items */
     int n;
+    int diag;       /* converting: problems are diagnostics, for stderr */
 };
 
 static void on_problem(void *ctx, const char *subject, const char *msg)
@@ -70,6 +71,8 @@ static void on_problem(void *ctx, const char *subject, const char *msg)
         dsv4_buf_puts(&p->out, ", \"message\": ");
         dsv4_json_write_str(&p->out, msg, strlen(msg));
         dsv4_buf_puts(&p->out, "}");
+    } else if (p->diag) {
+        cli_msg(p->cli, "%s: %s: %s", p->path, subject, msg);
     } else {
         printf("%s: %s: %s\n", p->path, subject, msg);
     }
@@ -83,7 +86,7 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
 
 static int do_check(struct cli *cli, const char *path, int json)
 {
-    struct problems p = { cli, path, json, DSV4_BUF_INIT, 0 };
+    struct problems p = { cli, path, json, DSV4_BUF_INIT, 0, 0 };
     dsv4_err err = DSV4_ERR_INIT;
     int rc = dsv4_check_input(path, on_problem, &p, on_progress, cli, &err);
     cli_progress_end(cli);
@@ -261,7 +264,7 @@ static char *default_output(const char *dir)
 
 static int do_convert(struct cli *cli, const char *in, const char *outpath, const char *tokenizer)
 {
-    struct problems p = { cli, in, 0, DSV4_BUF_INIT, 0 };
+    struct problems p = { cli, in, 0, DSV4_BUF_INIT, 0, 1 };
     dsv4_convert_opts o = { tokenizer, "dsv4-convert " DSV4_VERSION_STRING };
     dsv4_err err = DSV4_ERR_INIT;
     struct cli_out out;

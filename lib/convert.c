@@ -55,8 +55,15 @@ int dsv4_input_kind(const char *path, dsv4_err *err)
         fclose(f);
         return DSV4_INPUT_MODEL;
     }
+    /* a safetensors file: u64 header length, then the JSON header */
+    if (fseek(f, 0, SEEK_SET) == 0 && fread(sig, 1, 8, f) == 8 && dsv4_le64_get(sig) >= 2 &&
+        fgetc(f) == '{') {
+        fclose(f);
+        return DSV4_INPUT_HF;
+    }
     fclose(f);
-    return DSV4_INPUT_HF;
+    return dsv4_err_set(err, DSV4_E_FORMAT, "'%s': neither a .dsv4 model file (bad signature) nor a safetensors file",
+                        path);
 }
 
 static char *join(const char *dir, const char *name)

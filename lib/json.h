@@ -2,7 +2,8 @@
  * whose output matches Python's json.dumps(..., ensure_ascii=False) for the
  * chat encoding (spec/DSML.md).
  *
- * Reader: rejects trailing commas, comments, NaN/Infinity, leading zeros,
+ * Reader: rejects trailing commas, comments, NaN/Infinity, numbers beyond
+ * the double range (1e400, which Python would read as inf), leading zeros,
  * control characters in strings, invalid UTF-8 (overlongs, surrogates encoded
  * in UTF-8, > U+10FFFF), lone surrogate escapes are kept as WTF-8 only if
  * DSV4_JSON_ALLOW_LONE_SURROGATES is passed, otherwise rejected; nesting

@@ -191,12 +191,16 @@ int dsv4_model_write(int fd, const dsv4_tensor *const *t, size_t n, const dsv4_b
             crypto_generichash_update(&hs, src, chunk);
             if ((rc = pwrite_all(fd, src, chunk, o, err)))
                 goto out;
+#ifdef MADV_PAGEOUT
             {
-                /* drop the source pages just consumed (read-only mapping: they refault from the file) */
+                /* reclaim the source pages just consumed.  Not MADV_DONTNEED:
+                 * the views are borrowed and may be anonymous memory, which
+                 * DONTNEED would zero under the caller. */
                 uintptr_t a = ((uintptr_t)src + 4095) & ~(uintptr_t)4095, e = (uintptr_t)(src + chunk) & ~(uintptr_t)4095;
                 if (e > a)
-                    madvise((void *)a, e - a, MADV_DONTNEED);
+                    madvise((void *)a, e - a, MADV_PAGEOUT);
             }
+#endif
             sync_file_range(fd, (off_t)o, (off_t)chunk, SYNC_FILE_RANGE_WRITE);
             src += chunk;
             o += chunk;
