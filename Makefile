@@ -62,19 +62,22 @@ BENCHES   = $(BENCH_SRC:tests/bench/%.c=build/bench/%)
 .PHONY: all check check-gpu demo bench install uninstall clean completions tests
 all: $(LIBA) $(PROGS) $(TOOLS)
 
-build/%.o: %.c
+# Objects depend on config.mk: switching --with/--without CUDA rebuilds.
+CONFIG_DEP = $(wildcard config.mk)
+
+build/%.o: %.c $(CONFIG_DEP)
 	@mkdir -p $(@D)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-build/kernels/%.o: kernels/%.cu
+build/kernels/%.o: kernels/%.cu $(CONFIG_DEP)
 	@mkdir -p $(@D)
 	@echo "  NVCC    $<"
 	$(Q)$(NVCC) $(NVCCFLAGS) $(CUDA_GENCODE) -Ilib -Ikernels -DDSV4_HAVE_CUDA=1 -c $< -o $@
 
-$(LIBA): $(LIB_OBJ) $(CU_OBJ)
+$(LIBA): $(LIB_OBJ) $(CU_OBJ) $(CONFIG_DEP)
 	@echo "  AR      $@"
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(LIB_OBJ) $(CU_OBJ)
 
 bin/%: build/cmd/%.o $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(@D)
@@ -141,3 +144,4 @@ clean:
 	rm -rf build bin $(LIBA) tests/out
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+.SECONDARY:

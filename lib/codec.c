@@ -290,10 +290,8 @@ void dsv4_fp4_sim(float *x, int64_t n, int block)
  * lanes, then warps), so every f32 sum is formed in the same order as the
  * reference.  Then out = bf16(f32(sum) * f32(n^-0.5)), with the scale
  * computed in double like Python's `n ** -0.5` and passed as a float. */
-void dsv4_hadamard_bf16(float *x, int n)
+static void hadamard(float *x, int n, int round_sums)
 {
-    if (n <= 0 || (n & (n - 1)))
-        return;
     for (int h = 1; h < n; h *= 2)
         for (int i = 0; i < n; i += 2 * h)
             for (int j = i; j < i + h; j++) {
@@ -303,5 +301,17 @@ void dsv4_hadamard_bf16(float *x, int n)
             }
     float scale = (float)pow((double)n, -0.5);
     for (int i = 0; i < n; i++)
-        x[i] = dsv4_round_bf16(x[i] * scale);
+        x[i] = dsv4_round_bf16((round_sums ? dsv4_round_bf16(x[i]) : x[i]) * scale);
+}
+
+void dsv4_hadamard_bf16(float *x, int n)
+{
+    if (n > 0 && !(n & (n - 1)))
+        hadamard(x, n, 0);
+}
+
+void dsv4_hadamard_bf16_2r(float *x, int n)
+{
+    if (n > 0 && !(n & (n - 1)))
+        hadamard(x, n, 1);
 }

@@ -64,5 +64,8 @@ void dsv4_fp4_sim(float *x, int64_t n, int block);
  * 1/sqrt(n)), n a power of two (otherwise x is left unchanged); f32 compute
  * with the reference's butterfly order, result rounded to bf16. */
 void dsv4_hadamard_bf16(float *x, int n);
+/* The same rotation done as a bf16 matmul: sums rounded to bf16, then the
+ * scale applied and rounded again. */
+void dsv4_hadamard_bf16_2r(float *x, int n);
 
 #endif

@@ -200,11 +200,13 @@ static int parse_dir(const uint8_t *f, size_t len, struct entry *e, size_t cap)
     return (int)n;
 }
 
-/* Recompute meta_hash and header_hash after editing image f. */
-static void rehash(uint8_t *f)
+/* Recompute meta_hash (when the region lies inside the image) and
+ * header_hash after editing image f of len bytes. */
+static void rehash(uint8_t *f, size_t len)
 {
     uint64_t mo = dsv4_le64_get(f + 40), mb = dsv4_le64_get(f + 48);
-    blake(f + 136, f + mo, (size_t)mb);
+    if (mo <= len && mb <= len - mo)
+        blake(f + 136, f + mo, (size_t)mb);
     blake(f + 224, f, 224);
 }
 
@@ -353,8 +355,11 @@ TEST(layout_matches_the_spec)
         for (int d = 0; d < 4; d++)
             CHECK_EQ_INT(e[i].shape[d], d < specs[i].ndim ? specs[i].shape[d] : 0);
         CHECK(e[i].offset % 4096 == 0 && e[i].offset >= prev_end && e[i].offset < prev_end + 4096);
-        CHECK(all_zero(f + prev_end, (size_t)(e[i].offset - prev_end)));
         CHECK_EQ_INT(e[i].nbytes, s.t[i].nbytes);
+        if (e[i].offset < prev_end || e[i].offset > len || e[i].nbytes != s.t[i].nbytes ||
+            s.t[i].nbytes > len - e[i].offset)
+            break;
+        CHECK(all_zero(f + prev_end, (size_t)(e[i].offset - prev_end)));
         CHECK(!memcmp(f + e[i].offset, s.data[i], (size_t)s.t[i].nbytes));
         blake(h, s.data[i], (size_t)s.t[i].nbytes);
         CHECK(!memcmp(e[i].hash, h, 32));
@@ -717,14 +722,14 @@ TEST(versions)
         CHECK(write_all(bad, f, len));
         snprintf(what, sizeof what, "version %u.0 is not supported", majors[k]);
         CHECK(open_fails(bad, DSV4_E_VERSION, what));
-        rehash(f);   /* with a consistent header too */
+        rehash(f, len);   /* with a consistent header too */
         CHECK(write_all(bad, f, len));
         CHECK(open_fails(bad, DSV4_E_VERSION, what));
         memcpy(f, keep, 256);
     }
     /* a later minor version of major 1 is read */
     dsv4_le16_put(f + 10, 7);
-    rehash(f);
+    rehash(f, len);
     CHECK(write_all(bad, f, len));
     CHECK(dsv4_model_open(&m, bad, &err) == 0);
     if (m) {
@@ -738,7 +743,7 @@ TEST(versions)
     /* compat feature bits and reserved header fields are ignored ... */
     dsv4_le64_put(f + 24, 0x5);
     f[200] = 0xab;
-    rehash(f);
+    rehash(f, len);
     CHECK(write_all(bad, f, len));
     CHECK(dsv4_model_open(&m, bad, &err) == 0);
     dsv4_model_close(m);
@@ -746,7 +751,7 @@ TEST(versions)
     memcpy(f, keep, 256);
     /* ... incompat ones are not */
     dsv4_le64_put(f + 16, 0x1);
-    rehash(f);
+    rehash(f, len);
     CHECK(write_all(bad, f, len));
     CHECK(open_fails(bad, DSV4_E_VERSION, "incompatible features"));
 out:
@@ -773,7 +778,7 @@ TEST(hostile_directory)
         goto out;
     d0 = dsv4_le64_get(f + 88);   /* first entry: embed.weight */
 #define EDIT(stmt, code, what) do { \
-        uint8_t *g = malloc(len); memcpy(g, f, len); { uint8_t *x = g; (void)x; stmt; } rehash(g); \
+        uint8_t *g = malloc(len); memcpy(g, f, len); { uint8_t *x = g; (void)x; stmt; } rehash(g, len); \
         CHECK(write_all(bad, g, len)); CHECK(open_fails(bad, code, what)); free(g); } while (0)
     EDIT(x[d0 + 2] = 99, DSV4_E_FORMAT, "unknown dtype");
     EDIT(x[d0 + 2] = 0, DSV4_E_FORMAT, "unknown dtype");

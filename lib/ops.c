@@ -1,0 +1,225 @@
+/* ops — CPU building blocks of the forward pass (see ops.h). */
+#include "ops.h"
+#include "codec.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out)
+{
+    int64_t k = W->k;
+    switch (W->kind) {
+    case DSV4_WT_FP8:
+        dsv4_dequant_fp8_rows(W->w, W->s, W->n, k, r, r + 1, out);
+        break;
+    case DSV4_WT_FP4:
+        dsv4_dequant_fp4_rows(W->w, W->s, W->n, k, r, r + 1, out);
+        break;
+    case DSV4_WT_BF16: {
+        const uint8_t *p = W->w + (size_t)r * (size_t)k * 2;
+        for (int64_t i = 0; i < k; i++)
+            out[i] = dsv4_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        break;
+    }
+    case DSV4_WT_F32:
+        memcpy(out, W->w + (size_t)r * (size_t)k * 4, (size_t)k * 4);
+        break;
+    default:
+        memset(out, 0, (size_t)k * sizeof *out);
+    }
+}
+
+float dsv4_dot(const float *a, const float *b, int64_t n)
+{
+    float s[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += a[i + j] * b[i + j];
+    for (int j = 0; i < n; i++, j++)
+        s[j] += a[i] * b[i];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+/* Raw codes of weight row r without scales, for the two-level GEMMs. */
+static void raw_row(const dsv4_wt *W, int64_t r, float *out)
+{
+    int64_t k = W->k;
+    if (W->kind == DSV4_WT_FP8) {
+        const uint8_t *p = W->w + (size_t)r * (size_t)k;
+        for (int64_t i = 0; i < k; i++)
+            out[i] = dsv4_e4m3_to_f32(p[i]);
+    } else {
+        const uint8_t *p = W->w + (size_t)r * (size_t)((k + 1) / 2);
+        for (int64_t i = 0; i + 1 < k; i += 2) {
+            out[i] = dsv4_e2m1_to_f32(p[i / 2] & 15);
+            out[i + 1] = dsv4_e2m1_to_f32(p[i / 2] >> 4);
+        }
+        if (k & 1)
+            out[k - 1] = dsv4_e2m1_to_f32(p[k / 2] & 15);
+    }
+}
+
+struct lin_job {
+    const dsv4_wt *W;
+    const float *x;      /* [m, k]: quantised values (codes) or plain inputs */
+    const float *sa;     /* [m, ceil(k/128)] activation scales, or NULL */
+    int64_t m;
+    float *y;
+    int round;
+    float *scratch;      /* [threads, k] */
+};
+
+static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
+{
+    struct lin_job *j = ctx;
+    const dsv4_wt *W = j->W;
+    int64_t k = W->k, kb = (k + 127) / 128;
+    float *w = j->scratch + (size_t)tid * (size_t)k;
+    for (int64_t r = r0; r < r1; r++) {
+        if (!j->sa) {
+            dsv4_wt_row(W, r, w);
+            for (int64_t i = 0; i < j->m; i++) {
+                float v = dsv4_dot(j->x + i * k, w, k);
+                j->y[i * W->n + r] = j->round ? dsv4_round_bf16(v) : v;
+            }
+            continue;
+        }
+        raw_row(W, r, w);
+        if (W->kind == DSV4_WT_FP8) {
+            const uint8_t *sr = W->s + (r / 128) * kb;
+            for (int64_t i = 0; i < j->m; i++) {
+                const float *xi = j->x + i * k, *si = j->sa + i * kb;
+                float acc = 0.0f;
+                for (int64_t b = 0; b < kb; b++) {
+                    int64_t c0 = b * 128, len = k - c0 < 128 ? k - c0 : 128;
+                    float part = dsv4_dot(xi + c0, w + c0, len);
+                    acc += part * (si[b] * dsv4_e8m0_to_f32(sr[b]));
+                }
+                j->y[i * W->n + r] = dsv4_round_bf16(acc);
+            }
+        } else {
+            int64_t ks = (k + 31) / 32;
+            const uint8_t *sr = W->s + r * ks;
+            for (int64_t i = 0; i < j->m; i++) {
+                const float *xi = j->x + i * k, *si = j->sa + i * kb;
+                float acc = 0.0f;
+                for (int64_t g = 0; g < ks; g++) {
+                    int64_t c0 = g * 32, len = k - c0 < 32 ? k - c0 : 32;
+                    float part = dsv4_dot(xi + c0, w + c0, len);
+                    acc += part * (si[g / 4] * dsv4_e8m0_to_f32(sr[g]));
+                }
+                j->y[i * W->n + r] = dsv4_round_bf16(acc);
+            }
+        }
+    }
+}
+
+/* Rows of output per task: enough work to amortise the row decode. */
+static int64_t row_grain(int64_t m, int64_t k)
+{
+    int64_t work = m * k;
+    return work >= 65536 ? 1 : (65536 + work - 1) / (work ? work : 1);
+}
+
+static int run_rows(dsv4_pool *pool, struct lin_job *j, dsv4_err *err)
+{
+    int64_t k = j->W->k;
+    j->scratch = malloc((size_t)dsv4_pool_threads(pool) * (size_t)k * sizeof(float));
+    if (!j->scratch)
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for weight-row scratch");
+    dsv4_pool_for(pool, j->W->n, row_grain(j->m, k), lin_rows, j);
+    free(j->scratch);
+    return 0;
+}
+
+int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err)
+{
+    if (W->kind != DSV4_WT_FP8 && W->kind != DSV4_WT_FP4)
+        return dsv4_linear(pool, W, x, m, y, 1, err);
+    int64_t k = W->k, kb = (k + 127) / 128;
+    float *q = malloc((size_t)(m * k + m * kb) * sizeof *q);
+    uint8_t *codes = malloc((size_t)k);
+    if (!q || !codes) {
+        free(q);
+        free(codes);
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for a %lld x %lld activation", (long long)m,
+                            (long long)k);
+    }
+    float *sa = q + m * k;
+    for (int64_t i = 0; i < m; i++) {
+        dsv4_act_quant_row(x + i * k, k, 128, codes, sa + i * kb);
+        for (int64_t c = 0; c < k; c++)
+            q[i * k + c] = dsv4_e4m3_to_f32(codes[c]);
+    }
+    struct lin_job j = { W, q, sa, m, y, 1, NULL };
+    int rc = run_rows(pool, &j, err);
+    free(q);
+    free(codes);
+    return rc;
+}
+
+int dsv4_linear(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, int round_bf16,
+                dsv4_err *err)
+{
+    if (W->kind == DSV4_WT_NONE)
+        return dsv4_err_set(err, DSV4_E_BUG, "linear with an unbound weight");
+    struct lin_job j = { W, x, NULL, m, y, round_bf16, NULL };
+    return run_rows(pool, &j, err);
+}
+
+void dsv4_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y)
+{
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = dsv4_round_bf16(w[i] * (x[i] * r));
+}
+
+/* YaRN correction range as the reference computes it (Python floats). */
+static double corr_dim(double rot, int64_t dim, double base, double len)
+{
+    return (double)dim * log(len / (rot * 2.0 * M_PI)) / (2.0 * log(base));
+}
+
+void dsv4_rope_freqs(float *freqs, int64_t rd, double theta, int yarn, double factor,
+                     double orig_len, double beta_fast, double beta_slow)
+{
+    int64_t half = rd / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)rd;
+        freqs[i] = 1.0f / powf((float)theta, e);
+    }
+    if (!yarn)
+        return;
+    double lo = floor(corr_dim(beta_fast, rd, theta, orig_len));
+    double hi = ceil(corr_dim(beta_slow, rd, theta, orig_len));
+    if (lo < 0)
+        lo = 0;
+    if (hi > (double)(rd - 1))
+        hi = (double)(rd - 1);
+    if (lo == hi)
+        hi += 0.001;
+    for (int64_t i = 0; i < half; i++) {
+        float ramp = ((float)i - (float)lo) / ((float)hi - (float)lo);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float smooth = 1.0f - ramp;
+        freqs[i] = freqs[i] / (float)factor * (1.0f - smooth) + freqs[i] * smooth;
+    }
+}
+
+void dsv4_rope(float *x, int64_t rd, const float *freqs, int64_t pos, int inverse)
+{
+    for (int64_t i = 0; i < rd / 2; i++) {
+        float phi = (float)pos * freqs[i];
+        float c = cosf(phi), s = sinf(phi);
+        if (inverse)
+            s = -s;
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = dsv4_round_bf16(a * c - b * s);
+        x[2 * i + 1] = dsv4_round_bf16(a * s + b * c);
+    }
+}

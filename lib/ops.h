@@ -1,0 +1,72 @@
+/* ops — the CPU numeric building blocks of the forward pass, with the
+ * reference's numerics (spec/ARCH.md §3, §10.4).
+ *
+ * Activations are float arrays whose values are bf16-representable where
+ * the reference holds bf16 tensors: every op that the reference ends with a
+ * bf16 tensor rounds its output (dsv4_round_bf16).  Weights are read in
+ * their stored encodings through dsv4_wt views and decoded row by row on the
+ * fly; nothing expands a whole matrix.
+ *
+ * Threading: the linear ops split output rows over a dsv4_pool (NULL = the
+ * calling thread).  Every output element is computed by one thread in a fixed
+ * order, so results do not depend on the thread count.  Ownership: dsv4_wt
+ * borrows its bytes (an mmapped model); the ops allocate only scratch. */
+#ifndef DSV4_OPS_H
+#define DSV4_OPS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "pool.h"
+#include "tensor.h"
+
+enum dsv4_wt_kind {
+    DSV4_WT_NONE = 0,
+    DSV4_WT_FP8,     /* e4m3 [n, k] + E8M0 scales [ceil(n/128), ceil(k/128)] */
+    DSV4_WT_FP4,     /* packed e2m1 [n, k/2] (low nibble = even k) + E8M0 [n, k/32] */
+    DSV4_WT_BF16,    /* [n, k] */
+    DSV4_WT_F32      /* [n, k] */
+};
+
+typedef struct dsv4_wt {
+    int kind;
+    int64_t n, k;          /* logical rows (outputs) and columns (inputs) */
+    const uint8_t *w;      /* borrowed */
+    const uint8_t *s;      /* scales (FP8/FP4), borrowed */
+} dsv4_wt;
+
+/* Decode logical row r of W into out[k] (f32 values of the stored weight,
+ * block scales applied; exact). */
+void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out);
+
+/* y[m, n] = bf16( W x ) with the input quantised to e4m3 per 128 columns
+ * (ARCH.md §3.2–3.4): FP8 weights use two-level accumulation per 128-block,
+ * FP4 weights per 32-group.  x: [m, W->k], y: [m, W->n] (no aliasing). */
+int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err);
+
+/* y[m, n] = W x in f32 (no input quantisation), rounded to bf16 when
+ * round_bf16.  Any weight kind (FP8 and FP4 weights are used dequantised, as
+ * the reference does for wo_a). */
+int dsv4_linear(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, int round_bf16,
+                dsv4_err *err);
+
+/* f32 dot product with a fixed summation order (8 interleaved partial sums). */
+float dsv4_dot(const float *a, const float *b, int64_t n);
+
+/* Weighted RMSNorm (ARCH.md §3.1): y = bf16(w * (x * rsqrt(mean(x^2) + eps))).
+ * y may alias x. */
+void dsv4_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y);
+
+/* RoPE frequency table (ARCH.md §3.8): freqs[rd/2].  yarn: apply the YaRN
+ * ramp with the given factor / original length / betas. */
+void dsv4_rope_freqs(float *freqs, int64_t rd, double theta, int yarn, double factor,
+                     double orig_len, double beta_fast, double beta_slow);
+
+/* Rotate x[0..rd) (interleaved pairs) by position pos; inverse uses -sin.
+ * Result rounded to bf16. */
+void dsv4_rope(float *x, int64_t rd, const float *freqs, int64_t pos, int inverse);
+
+static inline float dsv4_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+#endif
