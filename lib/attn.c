@@ -166,6 +166,31 @@ struct idx_job {
     float *scratch;          /* [threads, n_ent + ihd] */
 };
 
+/* a ranks below b: lower score, or equal score and higher index */
+static int worse(const float *score, int32_t a, int32_t b)
+{
+    return score[a] < score[b] || (score[a] == score[b] && a > b);
+}
+
+/* Put v at the root of the min-heap h[0..n) and restore the heap order. */
+static void sift_down(const float *score, int32_t *h, int64_t n, int32_t v)
+{
+    int64_t c = 0;
+    for (;;) {
+        int64_t l = 2 * c + 1, w = c;
+        int32_t wv = v;
+        if (l < n && worse(score, h[l], wv))
+            w = l, wv = h[l];
+        if (l + 1 < n && worse(score, h[l + 1], wv))
+            w = l + 1, wv = h[l + 1];
+        if (w == c)
+            break;
+        h[c] = wv;
+        c = w;
+    }
+    h[c] = v;
+}
+
 static void idx_rows(void *ctx, int64_t m0, int64_t m1, int tid)
 {
     struct idx_job *J = ctx;
@@ -185,16 +210,27 @@ static void idx_rows(void *ctx, int64_t m0, int64_t m1, int tid)
             }
             score[j] = dsv4_round_bf16(acc);
         }
-        /* top-k, descending; ties go to the lower index */
+        /* top-k, descending; ties go to the lower index: a size-k min-heap
+         * (O(n log k), the context can hold 2^18 entries) then a sort */
         int64_t k = nvis < J->topk ? nvis : J->topk;
         int32_t *sel = J->sel + m * J->topk;
-        for (int64_t i = 0; i < k; i++) {
-            int64_t best = -1;
-            for (int64_t j = 0; j < nvis; j++)
-                if (score[j] != -INFINITY && (best < 0 || score[j] > score[best]))
-                    best = j;
-            sel[i] = (int32_t)best;
-            score[best] = -INFINITY;
+        int64_t hn = 0;
+        for (int64_t j = 0; j < nvis; j++) {
+            if (hn < k) {
+                int64_t c = hn++;
+                while (c > 0 && worse(score, (int32_t)j, sel[(c - 1) / 2])) {
+                    sel[c] = sel[(c - 1) / 2];
+                    c = (c - 1) / 2;
+                }
+                sel[c] = (int32_t)j;
+            } else if (worse(score, sel[0], (int32_t)j)) {
+                sift_down(score, sel, hn, (int32_t)j);
+            }
+        }
+        for (int64_t n_ = hn; n_ > 1; n_--) {   /* heap sort: worst to the back */
+            int32_t top = sel[0];
+            sift_down(score, sel, n_ - 1, sel[n_ - 1]);
+            sel[n_ - 1] = top;
         }
         J->nsel[m] = k;
     }

@@ -51,11 +51,14 @@ int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *token
     int32_t *sel = malloc((size_t)(M * K) * sizeof *sel);
     float *wsel = malloc((size_t)(M * K) * sizeof *wsel);
     float *acc = calloc((size_t)(M * D), sizeof *acc);
-    float *xg = malloc((size_t)(M * D) * sizeof *xg);
-    float *yg = malloc((size_t)(M * D) * sizeof *yg);
-    float *gb = malloc((size_t)(2 * M * I) * sizeof *gb);
-    int64_t *rows = malloc((size_t)M * sizeof *rows);
-    float *rw = malloc((size_t)M * sizeof *rw);
+    /* an expert can appear twice in one token's selection (a hash table
+     * row with a repeated id): size the gathers for M*K rows */
+    int64_t R = M * K > M ? M * K : M;
+    float *xg = malloc((size_t)(R * D) * sizeof *xg);
+    float *yg = malloc((size_t)(R * D) * sizeof *yg);
+    float *gb = malloc((size_t)(2 * R * I) * sizeof *gb);
+    int64_t *rows = malloc((size_t)R * sizeof *rows);
+    float *rw = malloc((size_t)R * sizeof *rw);
     if (!logit || !sel || !wsel || !acc || !xg || !yg || !gb || !rows || !rw) {
         rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory in the MoE of layer %d", l);
         goto out;

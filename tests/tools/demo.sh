@@ -1,8 +1,8 @@
 #!/bin/sh
 # demo.sh — the end-to-end walk-through behind `make demo`: make a small
 # synthetic DeepSeek-V4 checkpoint (random weights, official Hugging Face
-# layout), convert it to a .dsv4 model file, validate both and describe the
-# result.  Everything goes under tests/out/demo/.  Exits non-zero, naming the
+# layout), convert it to a .dsv4 model file, validate both, describe the
+# result and run a few token ids through it.  Everything goes under tests/out/demo/.  Exits non-zero, naming the
 # step, as soon as a step fails.
 #   usage: sh tests/tools/demo.sh [SCRATCH_DIR]
 cd "$(dirname "$0")/../.." || exit 1
@@ -18,7 +18,7 @@ step() { # step TITLE -- CMD...   print a heading, run CMD, stop on failure
     "$@" || { st=$?; printf '\ndemo: step %d (%s) failed with exit status %d\n' "$n" "$title" "$st" >&2; exit 1; }
 }
 
-for p in dsv4-synth dsv4-convert; do
+for p in dsv4-synth dsv4-convert dsv4-prefill; do
     command -v "$p" >/dev/null 2>&1 || { echo "demo: $p is not built; run 'make' first" >&2; exit 1; }
 done
 rm -rf "$D" && mkdir -p "$D" || exit 1
@@ -34,5 +34,16 @@ step "validate the model file (structure, checksums, values)" -- \
     dsv4-convert --check "$D/tiny.dsv4"
 step "describe the model file" -- \
     dsv4-convert --info "$D/tiny.dsv4"
+# (a redirection, so not through step)
+n=$((n + 1))
+printf '\n==> %d. %s\n$ %s\n' "$n" "write a few token ids as a text token stream" \
+    "printf '%s\\n' 0 17 42 7 99 3 250 11 > $D/prompt.txt"
+printf '%s\n' 0 17 42 7 99 3 250 11 > "$D/prompt.txt" || { echo "demo: cannot write $D/prompt.txt" >&2; exit 1; }
+step "run them through the model, keeping the last position's logits" -- \
+    dsv4-prefill --no-progress -m "$D/tiny.dsv4" -i "$D/prompt.txt" --logits "$D/last.f32"
+vocab=$(dsv4-convert --info --json "$D/tiny.dsv4" | sed -n 's/.*"vocab_size": \([0-9]*\).*/\1/p')
+size=$(wc -c < "$D/last.f32" | tr -d ' ')
+printf '%s: %s bytes = %s float32 logits (vocab_size %s)\n' "$D/last.f32" "$size" $((size / 4)) "$vocab"
+[ "$size" = $((vocab * 4)) ] || { echo "demo: $D/last.f32 should hold $vocab float32 values" >&2; exit 1; }
 
 printf '\ndemo: all %d steps passed; files in %s\n' "$n" "$D"

@@ -146,12 +146,24 @@ static void fill(const dsv4_config *c, const dsv4_tensor_spec *t, uint64_t *rng,
         }
         break;
     }
-    case DSV4_DT_I64:
-        for (i = 0; i + 7 < n; i += 8) {
-            int64_t e = (int64_t)(rng_next(rng) % (uint64_t)c->n_routed_experts);
-            dsv4_le64_put(out + i, (uint64_t)e);
-        }
+    case DSV4_DT_I64: {
+        /* tid2eid: k distinct expert ids per token, as a real table has
+         * (the whole table fits one fill call: vocab x k x 8 bytes) */
+        size_t k = (size_t)c->n_experts_per_tok, row = 8 * k;
+        for (i = 0; i + row <= n; i += row)
+            for (size_t j = 0; j < k; j++) {
+                uint64_t e;
+                int dup;
+                do {
+                    e = rng_next(rng) % (uint64_t)c->n_routed_experts;
+                    dup = 0;
+                    for (size_t q = 0; q < j; q++)
+                        dup |= dsv4_le64_get(out + i + 8 * q) == e;
+                } while (dup && k <= (size_t)c->n_routed_experts);
+                dsv4_le64_put(out + i + 8 * j, e);
+            }
         break;
+    }
     default:
         memset(out, 0, n);
     }

@@ -1,0 +1,326 @@
+/* dsv4-prefill — run a token stream through the model in chunks and report
+ * the logits and the KV state it built (see dsv4-prefill(1), dsv4-tokens(5)). */
+#include "cli.h"
+#include "buf.h"
+#include "engine.h"
+#include "kvstate.h"
+#include "model.h"
+#include "toks.h"
+#include "version.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: dsv4-prefill [-qvf] -m MODEL.dsv4 [-i TOKENS|-] [--chunk N] [--threads N]\n"
+    "                    [--kv bf16|compact] [--logits FILE] [--logits-all FILE]";
+
+static const char help[] =
+    "\n"
+    "Run a token stream (binary or text, see dsv4-tokens(5)) through the model from\n"
+    "position 0, in chunks, building the KV state; optionally write the logits.\n"
+    "Saving the KV state as a snapshot comes with the snapshot format; until then the\n"
+    "state is measured (printed in the summary) and discarded.\n"
+    "\n"
+    "  -m, --model=FILE       model file (.dsv4) to run\n"
+    "  -i, --input=FILE       token stream to read, '-' for standard input [-]\n"
+    "      --chunk=N          tokens per forward pass [256]; results do not depend on it\n"
+    "      --threads=N        worker threads, 0 = one per CPU [0]; results do not depend on it\n"
+    "      --kv=LAYOUT        KV layout: bf16 (the reference numerics) or compact\n"
+    "                         (FP8/FP4 entries, QAT numerics) [bf16]\n"
+    "      --logits=FILE      write the last position's logits: vocab_size little-endian\n"
+    "                         float32 values; '-' for standard output\n"
+    "      --logits-all=FILE  write every position's logits: tokens x vocab_size\n"
+    "                         little-endian float32, row-major; '-' for standard output\n"
+    "  -f, --force            overwrite existing output files; write binary to a terminal\n"
+    "  -q, --quiet            print errors only (no summary)\n"
+    "  -v, --verbose          print more\n"
+    "      --progress         show progress even when stderr is not a terminal\n"
+    "      --no-progress      never show progress\n"
+    "  -h, --help             show this help\n"
+    "  -V, --version          show versions and build facts\n"
+    "\n"
+    "At the end a summary goes to standard error: tokens, seconds, tokens per second,\n"
+    "the KV layout and its size in bytes.\n"
+    "\n"
+    "Exit status: 0 success, 1 runtime error (unreadable or invalid input, a token\n"
+    "stream made for another tokenizer, an id out of range, I/O error), 2 usage error.\n";
+
+enum { OPT_CHUNK = CLI_OPT_FIRST_PRIVATE, OPT_THREADS, OPT_KV, OPT_LOGITS, OPT_LOGITS_ALL };
+
+static const struct option longopts[] = {
+    { "model", required_argument, NULL, 'm' },
+    { "input", required_argument, NULL, 'i' },
+    { "chunk", required_argument, NULL, OPT_CHUNK },
+    { "threads", required_argument, NULL, OPT_THREADS },
+    { "kv", required_argument, NULL, OPT_KV },
+    { "logits", required_argument, NULL, OPT_LOGITS },
+    { "logits-all", required_argument, NULL, OPT_LOGITS_ALL },
+    CLI_COMMON_LONGOPTS,
+    { NULL, 0, NULL, 0 }
+};
+
+struct opts {
+    const char *model, *input, *logits, *logits_all;
+    int64_t chunk;
+    int threads, compact;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void human_bytes(char *out, size_t cap, double b)
+{
+    static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int i = 0;
+    while (b >= 1024 && i < 4) {
+        b /= 1024;
+        i++;
+    }
+    snprintf(out, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}
+
+static int is_std(const char *path) { return !path || !strcmp(path, "-"); }
+
+/* Write n float32 values little-endian (the host's order on little-endian
+ * machines, so only big-endian ones pay for a copy). */
+static int write_f32(struct cli_out *o, const char *name, const float *x, size_t n, dsv4_err *err)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (fwrite(x, sizeof *x, n, o->f) == n)
+        return 0;
+#else
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b[4096];
+        size_t k = 0;
+        for (; i < n && k + 4 <= sizeof b; i++, k += 4) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            dsv4_le32_put(b + k, u);
+        }
+        if (fwrite(b, 1, k, o->f) != k)
+            break;
+    }
+    if (i == n)
+        return 0;
+#endif
+    return dsv4_err_set(err, DSV4_E_IO, "cannot write '%s': %s", name, strerror(errno));
+}
+
+/* Check that a token stream belongs to the model's tokenizer (when both
+ * fingerprints are known). */
+static int check_tokenizer(const dsv4_model *m, const char *model_path, const char *in_label,
+                           const dsv4_toks_info *info, struct cli *cli, dsv4_err *err)
+{
+    uint8_t fp[DSV4_TOKS_FP_BYTES];
+    size_t len;
+    const char *tj = dsv4_model_blob(m, "tokenizer.json", &len);
+    int rc;
+    if (!info->has_fingerprint)
+        return 0;
+    if (!tj) {
+        cli_info(cli, "'%s' embeds no tokenizer.json: the token stream's tokenizer is not checked", model_path);
+        return 0;
+    }
+    if ((rc = dsv4_toks_fingerprint(tj, len, fp, err)))
+        return rc;
+    if ((rc = dsv4_toks_check_fingerprint(fp, info->fingerprint, err)))
+        return dsv4_err_prefix(err, "%s is not for model '%s'", in_label, model_path);
+    return 0;
+}
+
+static int open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, dsv4_err *err)
+{
+    int rc;
+    if (!is_std(path) && !cli->force && access(path, F_OK) == 0)
+        return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", path);
+    if (is_std(path) && !cli->force && isatty(STDOUT_FILENO))
+        return dsv4_err_set(err, DSV4_E_INVALID, "%s: standard output is a terminal; give a file, a pipe, "
+                            "or --force", opt);
+    if ((rc = cli_out_open(cli, o, path, 1, err)))
+        return dsv4_err_prefix(err, "%s", opt);
+    return 0;
+}
+
+static int prefill(struct cli *cli, const struct opts *op)
+{
+    dsv4_err err = DSV4_ERR_INIT;
+    dsv4_model *m = NULL;
+    dsv4_engine *e = NULL;
+    dsv4_kvstate *s = NULL;
+    dsv4_toks_vec v = DSV4_TOKS_VEC_INIT;
+    dsv4_toks_info info;
+    struct cli_out out_last, out_all;
+    int have_last = 0, have_all = 0, rc, code = CLI_EXIT_FAIL;
+    const char *in_name = is_std(op->input) ? NULL : op->input;   /* NULL: stdin */
+    const char *last_name = op->logits && !is_std(op->logits) ? op->logits : "standard output";
+    const char *all_name = op->logits_all && !is_std(op->logits_all) ? op->logits_all : "standard output";
+    float *logits = NULL;
+    FILE *in = NULL;
+    double t0, secs;
+    char label[64], hb[32], in_q[512];
+    int64_t V, n, done;
+
+    if (in_name)
+        snprintf(in_q, sizeof in_q, "'%s'", in_name);
+    else
+        snprintf(in_q, sizeof in_q, "standard input");
+    if ((rc = dsv4_model_open(&m, op->model, &err)))
+        goto out;
+    V = dsv4_model_config(m)->vocab_size;
+
+    /* the tokens: all of them first, for the total and to check them before any work */
+    if ((rc = cli_open_in(cli, op->input, 1, &in, &err)))
+        goto out;
+    rc = dsv4_toks_load(fileno(in), in_name, (uint32_t)V, 0, &v, &info, &err);
+    if (in != stdin)
+        fclose(in);
+    if (rc && !in_name)
+        dsv4_err_prefix(&err, "standard input");
+    if (rc || (rc = check_tokenizer(m, op->model, in_q, &info, cli, &err)))
+        goto out;
+    n = (int64_t)v.n;
+    if (n > dsv4_model_config(m)->max_position) {
+        rc = dsv4_err_set(&err, DSV4_E_RANGE, "%s: %lld tokens are more than the model's "
+                          "max_position_embeddings %lld", in_q, (long long)n,
+                          (long long)dsv4_model_config(m)->max_position);
+        goto out;
+    }
+    if (n == 0 && op->logits) {
+        rc = dsv4_err_set(&err, DSV4_E_INVALID, "%s holds no tokens: there are no last logits to write",
+                          in_q);
+        goto out;
+    }
+
+    if ((rc = dsv4_engine_open_model(&e, m, op->threads, &err))) {
+        dsv4_err_prefix(&err, "'%s'", op->model);
+        goto out;
+    }
+    if ((rc = dsv4_kv_new(&s, dsv4_model_config(m), op->compact, &err)))
+        goto out;
+    {
+        int64_t rows = op->logits_all ? (op->chunk < n ? op->chunk : n) : 1;
+        if (rows < 1)
+            rows = 1;
+        if (!(logits = malloc((size_t)rows * (size_t)V * sizeof *logits))) {
+            rc = dsv4_err_set(&err, DSV4_E_NOMEM, "out of memory for %lld x %lld logits", (long long)rows,
+                              (long long)V);
+            goto out;
+        }
+    }
+    if (op->logits) {
+        if ((rc = open_output(cli, &out_last, op->logits, "--logits", &err)))
+            goto out;
+        have_last = 1;
+    }
+    if (op->logits_all) {
+        if ((rc = open_output(cli, &out_all, op->logits_all, "--logits-all", &err)))
+            goto out;
+        have_all = 1;
+    }
+
+    t0 = now_s();
+    cli_progress(cli, "tokens", 0, (uint64_t)n);
+    for (done = 0; done < n;) {
+        int64_t k = n - done < op->chunk ? n - done : op->chunk;
+        int last = done + k == n;
+        int mode = op->logits_all ? DSV4_LOGITS_ALL : op->logits && last ? DSV4_LOGITS_LAST : DSV4_LOGITS_NONE;
+        if ((rc = dsv4_forward(e, s, v.ids + done, k, mode, mode ? logits : NULL, NULL, &err))) {
+            cli_progress_end(cli);
+            dsv4_err_prefix(&err, "%s: tokens %lld..%lld", in_q, (long long)done, (long long)(done + k - 1));
+            goto out;
+        }
+        if (have_all && (rc = write_f32(&out_all, all_name, logits, (size_t)(k * V), &err)))
+            goto out;
+        if (have_last && last &&
+            (rc = write_f32(&out_last, last_name, logits + (mode == DSV4_LOGITS_ALL ? (k - 1) * V : 0),
+                            (size_t)V, &err)))
+            goto out;
+        done += k;
+        secs = now_s() - t0;
+        snprintf(label, sizeof label, "tokens (%.0f/s)", secs > 0 ? (double)done / secs : 0.0);
+        cli_progress(cli, label, (uint64_t)done, (uint64_t)n);
+    }
+    cli_progress_end(cli);
+    secs = now_s() - t0;
+
+    if (have_last) {
+        have_last = 0;
+        if ((rc = cli_out_commit(&out_last, &err)))
+            goto out;
+    }
+    if (have_all) {
+        have_all = 0;
+        if ((rc = cli_out_commit(&out_all, &err)))
+            goto out;
+    }
+    human_bytes(hb, sizeof hb, (double)dsv4_kv_bytes(s));
+    cli_warn(cli, "%lld tokens in %.3f s (%.1f tokens/s); KV %s: %llu bytes (%s), %.1f bytes/token",
+             (long long)n, secs, secs > 0 ? (double)n / secs : 0.0, op->compact ? "compact" : "bf16",
+             (unsigned long long)dsv4_kv_bytes(s), hb, dsv4_kv_bytes_per_token(s));
+    code = CLI_EXIT_OK;
+out:
+    if (have_last)
+        cli_out_abort(&out_last);
+    if (have_all)
+        cli_out_abort(&out_all);
+    if (code != CLI_EXIT_OK)
+        cli_fail(cli, &err);
+    free(logits);
+    dsv4_kv_free(s);
+    dsv4_engine_close(e);
+    dsv4_toks_vec_release(&v);
+    dsv4_model_close(m);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli;
+    struct opts op = { NULL, NULL, NULL, NULL, 256, 0, 0 };
+    int c;
+    cli_init(&cli, "dsv4-prefill", usage, help, longopts,
+             "model=FILE.dsv4 input=FILE chunk=N threads=N kv=LAYOUT logits=FILE logits-all=FILE");
+    while ((c = getopt_long(argc, argv, "m:i:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': op.model = optarg; break;
+        case 'i': op.input = optarg; break;
+        case OPT_CHUNK: op.chunk = cli_parse_int(&cli, "--chunk", optarg, 1, 1 << 20); break;
+        case OPT_THREADS: op.threads = (int)cli_parse_int(&cli, "--threads", optarg, 0, 4096); break;
+        case OPT_KV:
+            if (!strcmp(optarg, "bf16"))
+                op.compact = 0;
+            else if (!strcmp(optarg, "compact"))
+                op.compact = 1;
+            else
+                cli_usage_error(&cli, "option '--kv': '%s' is not bf16 or compact", optarg);
+            break;
+        case OPT_LOGITS: op.logits = optarg; break;
+        case OPT_LOGITS_ALL: op.logits_all = optarg; break;
+        default:
+            if (cli_common_opt(&cli, c))
+                cli_usage_error(&cli, "unknown option");
+        }
+    }
+    if (optind < argc)
+        cli_usage_error(&cli, "unexpected argument '%s' (the token stream is given with -i)", argv[optind]);
+    if (!op.model)
+        cli_usage_error(&cli, "missing model: give -m MODEL.dsv4");
+    if (op.logits && op.logits_all) {
+        if (is_std(op.logits) && is_std(op.logits_all))
+            cli_usage_error(&cli, "--logits and --logits-all cannot both go to standard output");
+        if (!strcmp(op.logits, op.logits_all))
+            cli_usage_error(&cli, "--logits and --logits-all name the same file '%s'", op.logits);
+    }
+    if (dsv4_init())
+        return cli_fail(&cli, &(dsv4_err){ DSV4_E_BUG, "cannot initialise libsodium" });
+    return cli_finish(&cli, prefill(&cli, &op));
+}
