@@ -42,12 +42,12 @@ _dsv4() {
     dsv4-prefill)
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
-        -i|--input) _dsv4_files ''; return ;;
+        -i|--input) _dsv4_files '-'; return ;;
         --chunk) return ;;
         --threads) return ;;
         --kv) return ;;
-        --logits) _dsv4_files ''; return ;;
-        --logits-all) _dsv4_files ''; return ;;
+        --logits) _dsv4_files '-'; return ;;
+        --logits-all) _dsv4_files '-'; return ;;
         esac
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W '--model -m --input -i --chunk --threads --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))

@@ -28,6 +28,7 @@ dsv4-convert ARGS *.dsv4
 * --model *.dsv4
 * --output -
 * ARGS -
+* * -
 '
 rule() { # rule PROGRAM OPTION -> GLOB
     printf '%s\n' "$file_rules" | awk -v p="$1" -v o="$2" \
