@@ -464,22 +464,30 @@ static int head_logits(dsv4_engine *e, const float *u, int64_t M, int mode, floa
     return dsv4_linear(e->pool, &e->head, u, M, logits, 0, err);
 }
 
+/* A run needs at least one token, each below vocab_size. */
+static int check_tokens(const dsv4_config *c, const uint32_t *tokens, int64_t n, int64_t pos0, dsv4_err *err)
+{
+    if (n <= 0)
+        return dsv4_err_set(err, DSV4_E_INVALID, "no tokens to run");
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] >= (uint64_t)c->vocab_size)
+            return dsv4_err_set(err, DSV4_E_RANGE, "token %u at position %lld is not below vocab_size %lld",
+                                tokens[i], (long long)(pos0 + i), (long long)c->vocab_size);
+    return 0;
+}
+
 int dsv4_forward(dsv4_engine *e, dsv4_kvstate *s, const uint32_t *tokens, int64_t n, int logits_mode,
                  float *logits, float *hidden, dsv4_err *err)
 {
     const dsv4_config *c = &e->c;
     int64_t D = c->dim, hc = c->hc_mult, pos0 = s->n_tokens;
-    if (n <= 0)
-        return dsv4_err_set(err, DSV4_E_INVALID, "no tokens to run");
+    if (check_tokens(c, tokens, n, pos0, err))
+        return err->code;
     if (s->n_layers != c->n_layers || s->head_dim != c->head_dim || s->window != c->window)
         return dsv4_err_set(err, DSV4_E_MISMATCH, "the KV state was made for another model");
     if (pos0 + n > c->max_position)
         return dsv4_err_set(err, DSV4_E_RANGE, "position %lld is beyond max_position_embeddings %lld",
                             (long long)(pos0 + n - 1), (long long)c->max_position);
-    for (int64_t i = 0; i < n; i++)
-        if (tokens[i] >= (uint64_t)c->vocab_size)
-            return dsv4_err_set(err, DSV4_E_RANGE, "token %u at position %lld is not below vocab_size %lld",
-                                tokens[i], (long long)(pos0 + i), (long long)c->vocab_size);
     float *X = malloc((size_t)(n * hc * D + 2 * n * D + n * hc + n * hc * hc) * sizeof *X);
     if (!X)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for %lld tokens", (long long)n);
@@ -513,12 +521,8 @@ int dsv4_mtp_forward(dsv4_engine *e, dsv4_kvstate *s, const float *hidden, const
     int l = (int)c->n_layers;
     if (c->n_mtp_layers < 1)
         return dsv4_err_set(err, DSV4_E_UNSUPPORTED, "the model has no MTP block");
-    if (n <= 0)
-        return dsv4_err_set(err, DSV4_E_INVALID, "no tokens to run");
-    for (int64_t i = 0; i < n; i++)
-        if (next_tokens[i] >= (uint64_t)c->vocab_size)
-            return dsv4_err_set(err, DSV4_E_RANGE, "token %u is not below vocab_size %lld", next_tokens[i],
-                                (long long)c->vocab_size);
+    if (check_tokens(c, next_tokens, n, pos0, err))
+        return err->code;
     const dsv4_layer_w *L = &e->layers[l];
     float eps = (float)c->norm_eps;
     float *X = malloc((size_t)(2 * n * hc * D + 2 * n * D + n * hc + n * hc * hc) * sizeof *X);

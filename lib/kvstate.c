@@ -147,11 +147,7 @@ void dsv4_kv_pack(const dsv4_kvstate *s, float *x, uint8_t *out)
         x[i] = dsv4_e4m3_to_f32(codes[i]) * scales[i / 64];   /* exact in bf16 */
     for (int64_t b = 0; b < nb; b++)
         sb[b] = pow2_byte(scales[b]);
-    for (int64_t i = 0; i < rd; i++) {
-        uint16_t h = dsv4_f32_to_bf16(x[nd + i]);
-        rope[2 * i] = (uint8_t)h;
-        rope[2 * i + 1] = (uint8_t)(h >> 8);
-    }
+    put_bf16(x + nd, rd, rope);
     memset(sb + nb, 0, s->entry_bytes - (size_t)(2 * rd + nd + nb));
 }
 
@@ -169,8 +165,7 @@ void dsv4_kv_unpack(const dsv4_kvstate *s, const uint8_t *in, float *x)
         for (int64_t i = b * 64; i < e; i++)
             x[i] = dsv4_e4m3_to_f32(codes[i]) * sc;
     }
-    for (int64_t i = 0; i < rd; i++)
-        x[nd + i] = dsv4_bf16_to_f32((uint16_t)(rope[2 * i] | rope[2 * i + 1] << 8));
+    get_bf16(rope, rd, x + nd);
 }
 
 void dsv4_ikey_pack(const dsv4_kvstate *s, float *x, uint8_t *out)
