@@ -56,15 +56,15 @@ static void comp_pool(const struct comp *C, float *out)
         float mx = -INFINITY;
         for (int64_t i = 0; i < nslot; i++)
             mx = g[i] > mx ? g[i] : mx;
-        float sum = 0.0f;
+        double sum = 0.0;
         for (int64_t i = 0; i < nslot; i++) {
             g[i] = expf(g[i] - mx);
             sum += g[i];
         }
-        float acc = 0.0f;
+        double acc = 0.0;
         for (int64_t i = 0; i < nslot; i++)
-            acc += (g[i] / sum) * k[i];
-        out[ch] = acc;
+            acc += (double)(g[i] / (float)sum) * k[i];
+        out[ch] = (float)acc;
     }
 }
 
@@ -261,7 +261,7 @@ static void att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
     const dsv4_config *c = &J->e->c;
     int64_t H = c->n_heads, hd = c->head_dim, W = c->window, rd = c->rope_dim;
     float scale = (float)pow((double)hd, -0.5);
-    float acc[4096];
+    double acc[4096];
     float *sv = J->ssc + (size_t)tid * (size_t)J->maxslots;
     const float **vp = J->svp + (size_t)tid * (size_t)J->maxslots;
     for (int64_t task = i0; task < i1; task++) {
@@ -275,7 +275,8 @@ static void att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
             nc = (t + 1) / J->ratio;
         int64_t nslots = W + nc;
         /* scores of every slot (window list first, then the compressed list) */
-        float mx = -INFINITY, l = 0.0f;
+        float mx = -INFINITY;
+        double l = 0.0;
         for (int64_t i = 0; i < nslots; i++) {
             const float *v = NULL;
             if (i < W) {
@@ -295,17 +296,17 @@ static void att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
             l += sv[i];
         }
         memset(acc, 0, (size_t)hd * sizeof *acc);
-        float den = l + expf(J->L->sink[h] - mx);
+        float den = (float)l + expf(J->L->sink[h] - mx);
         for (int64_t i = 0; i < nslots; i++) {
             if (!vp[i])
                 continue;
             float p = sv[i] / den;
             for (int64_t d = 0; d < hd; d++)
-                acc[d] += p * vp[i][d];
+                acc[d] += (double)p * vp[i][d];
         }
         float *o = J->o + (m * H + h) * hd;
         for (int64_t d = 0; d < hd; d++)
-            o[d] = dsv4_round_bf16(acc[d]);
+            o[d] = dsv4_round_bf16((float)acc[d]);
         dsv4_rope(o + hd - rd, rd, J->L->freqs, t, 1);
     }
 }
@@ -341,10 +342,10 @@ static void dec_sel(void *ctx, int64_t m0, int64_t m1, int tid)
 static void head_rms_bf16(float *q, int64_t n, float eps)
 {
     /* the reference does this with bf16 tensor ops (ARCH.md §5.1 step 3) */
-    float ss = 0.0f;
+    double ss = 0.0;
     for (int64_t i = 0; i < n; i++)
         ss += dsv4_round_bf16(q[i] * q[i]);
-    float mean = dsv4_round_bf16(ss / (float)n);
+    float mean = dsv4_round_bf16((float)ss / (float)n);
     float r = dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(mean + eps)));
     for (int64_t i = 0; i < n; i++)
         q[i] = dsv4_round_bf16(q[i] * r);

@@ -308,10 +308,7 @@ static int hc_mix(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M,
         return err->code;
     for (int64_t m = 0; m < M; m++) {
         const float *z = X + m * n;
-        float ss = 0.0f;
-        for (int64_t i = 0; i < n; i++)
-            ss += z[i] * z[i];
-        float rho = 1.0f / sqrtf(ss / (float)n + (float)e->c.norm_eps);
+        float rho = 1.0f / sqrtf(dsv4_mean_sq(z, n) + (float)e->c.norm_eps);
         for (int64_t i = 0; i < nout; i++)
             mu[m * nout + i] *= rho;
     }

@@ -30,19 +30,88 @@ void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out)
     }
 }
 
-float dsv4_dot(const float *a, const float *b, int64_t n)
+double dsv4_dot_d(const float *a, const float *b, int64_t n)
 {
-    float s[8] = { 0 };
+    /* double partial sums: the result is (nearly always) the exact sum of
+     * the f32 products, which any careful f32 reduction of the reference
+     * also lands on, so the bf16 roundings downstream agree with it far
+     * more often than after a plain f32 accumulation */
+    double s[4] = { 0 };
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            s[j] += a[i + j] * b[i + j];
-    for (int j = 0; i < n; i++, j++)
-        s[j] += a[i] * b[i];
-    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++)
+            s[j] += (double)a[i + j] * b[i + j];
+    for (; i < n; i++)
+        s[0] += (double)a[i] * b[i];
+    return (s[0] + s[2]) + (s[1] + s[3]);
 }
 
-/* Raw codes of weight row r without scales, for the two-level GEMMs. */
+float dsv4_dot(const float *a, const float *b, int64_t n)
+{
+    return (float)dsv4_dot_d(a, b, n);
+}
+
+static int ceil_log2(int64_t x)
+{
+    int b = 0;
+    while (x > 1 && ((int64_t)1 << b) < x)
+        b++;
+    return b;
+}
+
+/* The order of PyTorch's vectorised CPU sum over a contiguous row (8-lane
+ * vectors, 4-way ILP, a 4-level cascade over long rows); with sq, of the
+ * f32-rounded squares.  The reference's reductions round like this far more
+ * often than like a sequential or an exact sum. */
+static float cascade(const float *x, int64_t n, int sq)
+{
+#define LD(i) (sq ? x[i] * x[i] : x[i])
+    int64_t nv = n / 8, rows = nv / 4;
+    int lp = ceil_log2(rows) / 4 > 4 ? ceil_log2(rows) / 4 : 4;
+    int64_t step = (int64_t)1 << lp, mask = step - 1;
+    float acc[4][32];
+    memset(acc, 0, sizeof acc);
+    int64_t i = 0;
+    while (i + step <= rows) {
+        for (int64_t j = 0; j < step; j++, i++)
+            for (int k = 0; k < 32; k++)
+                acc[0][k] += LD(i * 32 + k);
+        for (int lv = 1; lv < 4; lv++) {
+            for (int k = 0; k < 32; k++) {
+                acc[lv][k] += acc[lv - 1][k];
+                acc[lv - 1][k] = 0.0f;
+            }
+            if (i & (mask << (lv * lp)))
+                break;
+        }
+    }
+    for (; i < rows; i++)
+        for (int k = 0; k < 32; k++)
+            acc[0][k] += LD(i * 32 + k);
+    for (int lv = 1; lv < 4; lv++)
+        for (int k = 0; k < 32; k++)
+            acc[0][k] += acc[lv][k];
+    for (int64_t v = rows * 4; v < nv; v++)
+        for (int l = 0; l < 8; l++)
+            acc[0][l] += LD(v * 8 + l);
+    for (int k = 1; k < 4; k++)
+        for (int l = 0; l < 8; l++)
+            acc[0][l] += acc[0][k * 8 + l];
+    float s = 0.0f;
+    for (int64_t t = nv * 8; t < n; t++)
+        s += LD(t);
+    for (int l = 0; l < 8; l++)
+        s += acc[0][l];
+    return s;
+#undef LD
+}
+
+float dsv4_sum_f32(const float *x, int64_t n)
+{
+    return cascade(x, n, 0);
+}
+
+/* Raw codes of weight row r without scales (the scales apply per block). */
 static void raw_row(const dsv4_wt *W, int64_t r, float *out)
 {
     int64_t k = W->k;
@@ -91,26 +160,24 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
             const uint8_t *sr = W->s + (r / 128) * kb;
             for (int64_t i = 0; i < j->m; i++) {
                 const float *xi = j->x + i * k, *si = j->sa + i * kb;
-                float acc = 0.0f;
+                double acc = 0.0;
                 for (int64_t b = 0; b < kb; b++) {
                     int64_t c0 = b * 128, len = k - c0 < 128 ? k - c0 : 128;
-                    float part = dsv4_dot(xi + c0, w + c0, len);
-                    acc += part * (si[b] * dsv4_e8m0_to_f32(sr[b]));
+                    acc += dsv4_dot_d(xi + c0, w + c0, len) * (double)(si[b] * dsv4_e8m0_to_f32(sr[b]));
                 }
-                j->y[i * W->n + r] = dsv4_round_bf16(acc);
+                j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
         } else {
             int64_t ks = (k + 31) / 32;
             const uint8_t *sr = W->s + r * ks;
             for (int64_t i = 0; i < j->m; i++) {
                 const float *xi = j->x + i * k, *si = j->sa + i * kb;
-                float acc = 0.0f;
+                double acc = 0.0;
                 for (int64_t g = 0; g < ks; g++) {
                     int64_t c0 = g * 32, len = k - c0 < 32 ? k - c0 : 32;
-                    float part = dsv4_dot(xi + c0, w + c0, len);
-                    acc += part * (si[g / 4] * dsv4_e8m0_to_f32(sr[g]));
+                    acc += dsv4_dot_d(xi + c0, w + c0, len) * (double)(si[g / 4] * dsv4_e8m0_to_f32(sr[g]));
                 }
-                j->y[i * W->n + r] = dsv4_round_bf16(acc);
+                j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
         }
     }
@@ -169,12 +236,14 @@ int dsv4_linear(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, fl
     return run_rows(pool, &j, err);
 }
 
+float dsv4_mean_sq(const float *x, int64_t n)
+{
+    return cascade(x, n, 1) / (float)n;
+}
+
 void dsv4_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y)
 {
-    float ss = 0.0f;
-    for (int64_t i = 0; i < n; i++)
-        ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    float r = 1.0f / sqrtf(dsv4_mean_sq(x, n) + eps);
     for (int64_t i = 0; i < n; i++)
         y[i] = dsv4_round_bf16(w[i] * (x[i] * r));
 }

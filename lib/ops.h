@@ -41,8 +41,10 @@ typedef struct dsv4_wt {
 void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out);
 
 /* y[m, n] = bf16( W x ) with the input quantised to e4m3 per 128 columns
- * (ARCH.md §3.2–3.4): FP8 weights use two-level accumulation per 128-block,
- * FP4 weights per 32-group.  x: [m, W->k], y: [m, W->n] (no aliasing). */
+ * (ARCH.md §3.2–3.4).  The products of codes are summed per 128-block (FP8)
+ * or 32-group (FP4), scaled, and accumulated over k in double: the exact sum
+ * the fixtures' f32 GEMM of dequantised operands rounds closest to.
+ * x: [m, W->k], y: [m, W->n] (no aliasing). */
 int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err);
 
 /* y[m, n] = W x in f32 (no input quantisation), rounded to bf16 when
@@ -51,8 +53,14 @@ int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, 
 int dsv4_linear(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, int round_bf16,
                 dsv4_err *err);
 
-/* f32 dot product with a fixed summation order (8 interleaved partial sums). */
+/* Dot product of f32 vectors accumulated in double (fixed order); _d keeps
+ * the double, dsv4_dot rounds it to f32 once. */
+double dsv4_dot_d(const float *a, const float *b, int64_t n);
 float dsv4_dot(const float *a, const float *b, int64_t n);
+/* Sum of x[n] in f32, in the order of PyTorch's vectorised CPU reduction. */
+float dsv4_sum_f32(const float *x, int64_t n);
+/* mean(x^2) as the reference's x.square().mean(-1) rounds it. */
+float dsv4_mean_sq(const float *x, int64_t n);
 
 /* Weighted RMSNorm (ARCH.md §3.1): y = bf16(w * (x * rsqrt(mean(x^2) + eps))).
  * y may alias x. */
