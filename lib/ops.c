@@ -30,7 +30,7 @@ void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out)
     }
 }
 
-double dsv4_dot_d(const float *a, const float *b, int64_t n)
+static double dot_d(const float *a, const float *b, int64_t n)
 {
     /* double partial sums: the result is (nearly always) the exact sum of
      * the f32 products, which any careful f32 reduction of the reference
@@ -48,7 +48,7 @@ double dsv4_dot_d(const float *a, const float *b, int64_t n)
 
 float dsv4_dot(const float *a, const float *b, int64_t n)
 {
-    return (float)dsv4_dot_d(a, b, n);
+    return (float)dot_d(a, b, n);
 }
 
 static int ceil_log2(int64_t x)
@@ -59,15 +59,16 @@ static int ceil_log2(int64_t x)
     return b;
 }
 
-/* The order of PyTorch's vectorised CPU sum over a contiguous row (8-lane
- * vectors, 4-way ILP, a 4-level cascade over long rows); with sq, of the
- * f32-rounded squares.  The reference's reductions round like this far more
- * often than like a sequential or an exact sum. */
-static float cascade(const float *x, int64_t n, int sq)
+/* Sum of the f32-rounded squares of x[n] in the order of PyTorch's
+ * vectorised CPU sum over a contiguous row (8-lane vectors, 4-way ILP, a
+ * 4-level cascade over long rows).  The reference's x.square().mean(-1)
+ * rounds like this far more often than like a sequential or an exact sum. */
+static float sum_sq(const float *x, int64_t n)
 {
-#define LD(i) (sq ? x[i] * x[i] : x[i])
+#define LD(i) (x[i] * x[i])
     int64_t nv = n / 8, rows = nv / 4;
-    int lp = ceil_log2(rows) / 4 > 4 ? ceil_log2(rows) / 4 : 4;
+    int lp = ceil_log2(rows) / 4;
+    lp = lp > 4 ? lp : 4;
     int64_t step = (int64_t)1 << lp, mask = step - 1;
     float acc[4][32];
     memset(acc, 0, sizeof acc);
@@ -104,11 +105,6 @@ static float cascade(const float *x, int64_t n, int sq)
         s += acc[0][l];
     return s;
 #undef LD
-}
-
-float dsv4_sum_f32(const float *x, int64_t n)
-{
-    return cascade(x, n, 0);
 }
 
 /* Raw codes of weight row r without scales (the scales apply per block). */
@@ -163,7 +159,7 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
                 double acc = 0.0;
                 for (int64_t b = 0; b < kb; b++) {
                     int64_t c0 = b * 128, len = k - c0 < 128 ? k - c0 : 128;
-                    acc += dsv4_dot_d(xi + c0, w + c0, len) * (double)(si[b] * dsv4_e8m0_to_f32(sr[b]));
+                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[b] * dsv4_e8m0_to_f32(sr[b]));
                 }
                 j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
@@ -175,7 +171,7 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
                 double acc = 0.0;
                 for (int64_t g = 0; g < ks; g++) {
                     int64_t c0 = g * 32, len = k - c0 < 32 ? k - c0 : 32;
-                    acc += dsv4_dot_d(xi + c0, w + c0, len) * (double)(si[g / 4] * dsv4_e8m0_to_f32(sr[g]));
+                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[g / 4] * dsv4_e8m0_to_f32(sr[g]));
                 }
                 j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
@@ -238,7 +234,7 @@ int dsv4_linear(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, fl
 
 float dsv4_mean_sq(const float *x, int64_t n)
 {
-    return cascade(x, n, 1) / (float)n;
+    return sum_sq(x, n) / (float)n;
 }
 
 void dsv4_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y)

@@ -53,12 +53,9 @@ int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, 
 int dsv4_linear(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, int round_bf16,
                 dsv4_err *err);
 
-/* Dot product of f32 vectors accumulated in double (fixed order); _d keeps
- * the double, dsv4_dot rounds it to f32 once. */
-double dsv4_dot_d(const float *a, const float *b, int64_t n);
+/* Dot product of f32 vectors accumulated in double (fixed order), rounded to
+ * f32 once. */
 float dsv4_dot(const float *a, const float *b, int64_t n);
-/* Sum of x[n] in f32, in the order of PyTorch's vectorised CPU reduction. */
-float dsv4_sum_f32(const float *x, int64_t n);
 /* mean(x^2) as the reference's x.square().mean(-1) rounds it. */
 float dsv4_mean_sq(const float *x, int64_t n);
 
