@@ -4,6 +4,9 @@
  *       one line of space-separated ids per record; exit 1 when a record
  *       does not round-trip (decode of its ids must give the record, with
  *       invalid UTF-8 replaced by U+FFFD unless `raw`)
+ *   dsv4-ttok split TOKENIZER.json [raw] [no-added] < RECORDS
+ *       the pieces of dsv4_tok_split, one line per record: the byte length
+ *       of each piece, as LEN for text going to BPE, LEN:ID for an added token
  *   dsv4-ttok decode TOKENIZER.json [lossy] [skip] < RECORDS
  *       each record is a list of little-endian u32 ids; writes one record
  *       of decoded bytes per input record
@@ -126,6 +129,33 @@ static int cmd_encode(const dsv4_tok *t, unsigned flags)
     if (fflush(stdout))
         die("write error");
     return bad ? 1 : 0;
+}
+
+static int split_piece(void *ctx, const char *s, size_t n, int64_t id)
+{
+    dsv4_buf *line = ctx;
+    dsv4_buf_printf(line, line->len ? " %zu" : "%zu", n);
+    if (id >= 0)
+        dsv4_buf_printf(line, ":%lld", (long long)id);
+    return 0;
+}
+
+static int cmd_split(const dsv4_tok *t, unsigned flags)
+{
+    dsv4_buf all = DSV4_BUF_INIT, line = DSV4_BUF_INIT;
+    dsv4_err err = DSV4_ERR_INIT;
+    size_t n;
+    struct rec *r = read_records(&n, &all);
+    for (size_t i = 0; i < n; i++) {
+        line.len = 0;
+        if (dsv4_tok_split(t, r[i].p, r[i].n, flags, split_piece, &line, &err))
+            die("record %zu: %s", i, err.msg);
+        dsv4_buf_putc(&line, '\n');
+        fwrite(line.data, 1, line.len, stdout);
+    }
+    free(r);
+    dsv4_buf_release(&all); dsv4_buf_release(&line);
+    return fflush(stdout) ? 1 : 0;
 }
 
 static int cmd_decode(const dsv4_tok *t, unsigned flags)
@@ -291,12 +321,15 @@ int main(int argc, char **argv)
     dsv4_err err = DSV4_ERR_INIT;
     int rc;
     if (argc < 3)
-        die("usage: dsv4-ttok encode|decode|vocab|stream|bench TOKENIZER.json [...]");
+        die("usage: dsv4-ttok encode|split|decode|vocab|stream|bench TOKENIZER.json [...]");
     if (dsv4_tok_load_file(&t, argv[2], &err))
         die("%s", err.msg);
     if (!strcmp(argv[1], "encode"))
         rc = cmd_encode(t, (has(argc, argv, "raw") ? DSV4_TOK_RAW_BYTES : 0) |
                            (has(argc, argv, "no-added") ? DSV4_TOK_NO_ADDED : 0));
+    else if (!strcmp(argv[1], "split"))
+        rc = cmd_split(t, (has(argc, argv, "raw") ? DSV4_TOK_RAW_BYTES : 0) |
+                          (has(argc, argv, "no-added") ? DSV4_TOK_NO_ADDED : 0));
     else if (!strcmp(argv[1], "decode"))
         rc = cmd_decode(t, (has(argc, argv, "lossy") ? DSV4_TOK_LOSSY : 0) |
                            (has(argc, argv, "skip") ? DSV4_TOK_SKIP_SPECIAL : 0));
