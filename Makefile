@@ -118,6 +118,7 @@ demo: all
 
 bench: tests
 	$(Q)for b in $(BENCHES); do $$b || exit 1; done
+	$(Q)sh tests/bench/bench_tok.sh
 
 completions: $(PROGS)
 	$(Q)sh completions/gen.sh
