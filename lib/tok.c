@@ -47,6 +47,35 @@ int64_t dsv4_tok_vocab_find(const dsv4_tok *t, const char *s, size_t n)
     }
 }
 
+static size_t utf8_put(char *o, uint32_t cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63));
+        o[2] = (char)(0x80 | (cp & 63)); return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63));
+    o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63)); return 4;
+}
+
+int dsv4_tok_vocab_find_bytes(const dsv4_tok *t, const unsigned char *s, size_t n, int64_t *id)
+{
+    char small[256], *buf;
+    size_t k = 0;
+    *id = -1;
+    if (!n)
+        return 0;
+    if (!(buf = 2 * n <= sizeof small ? small : malloc(2 * n)))
+        return DSV4_E_NOMEM;
+    for (size_t i = 0; i < n; i++)   /* byte-level characters take 1 or 2 bytes */
+        k += utf8_put(buf + k, t->byte_cp[s[i]]);
+    *id = dsv4_tok_vocab_find(t, buf, k);
+    if (buf != small)
+        free(buf);
+    return 0;
+}
+
 size_t dsv4_tok_trie_match(const struct tok_trie *tr, const unsigned char *s, size_t n, uint32_t *id)
 {
     size_t best = 0;
@@ -112,18 +141,6 @@ static void byte_level_tables(dsv4_tok *t)
         t->byte_cp[b] = (uint16_t)(keep ? b : 256 + k++);
         t->cp_byte[t->byte_cp[b]] = (int16_t)b;
     }
-}
-
-static size_t utf8_put(char *o, uint32_t cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63));
-        o[2] = (char)(0x80 | (cp & 63)); return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63));
-    o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63)); return 4;
 }
 
 /* Decoded bytes of a token string, as HF's ByteLevel decoder: each char

@@ -117,24 +117,12 @@ static int bpe(struct enc *e, const unsigned char *s, size_t n, dsv4_tok_ids *ou
     uint32_t i;
     if (n == 1)
         return dsv4_tok_ids_push(out, t->byte_id[s[0]]);
-    if (t->ignore_merges) {
-        /* the whole piece as one token when the vocab has it */
-        char buf[4 * CACHE_MAX_PIECE];
-        size_t k = 0;
-        for (i = 0; i < n && k + 2 <= sizeof buf; i++) {
-            unsigned cp = t->byte_cp[s[i]];
-            if (cp < 0x80) {
-                buf[k++] = (char)cp;
-            } else {
-                buf[k++] = (char)(0xC0 | cp >> 6);
-                buf[k++] = (char)(0x80 | (cp & 63));
-            }
-        }
-        if (i == n) {
-            int64_t id = dsv4_tok_vocab_find(t, buf, k);
-            if (id >= 0)
-                return dsv4_tok_ids_push(out, (uint32_t)id);
-        }
+    if (t->ignore_merges) {     /* the whole piece as one token when the vocab has it */
+        int64_t id;
+        if (dsv4_tok_vocab_find_bytes(t, s, n, &id))
+            return DSV4_E_NOMEM;
+        if (id >= 0)
+            return dsv4_tok_ids_push(out, (uint32_t)id);
     }
     if (n >= UINT32_MAX || grow(e, n))
         return DSV4_E_NOMEM;

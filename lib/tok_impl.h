@@ -82,6 +82,9 @@ static inline int dsv4_tok_merge(const dsv4_tok *t, uint32_t a, uint32_t b,
 
 /* Vocab lookup of s[0..n): id or -1. */
 int64_t dsv4_tok_vocab_find(const dsv4_tok *t, const char *s, size_t n);
+/* Vocab lookup of the byte-level spelling of the bytes s[0..n): *id is the
+ * id or -1.  Returns 0 or DSV4_E_NOMEM. */
+int dsv4_tok_vocab_find_bytes(const dsv4_tok *t, const unsigned char *s, size_t n, int64_t *id);
 /* Longest added-token match of trie k at s[0..n): its length (0 = none). */
 size_t dsv4_tok_trie_match(const struct tok_trie *tr, const unsigned char *s, size_t n, uint32_t *id);
 

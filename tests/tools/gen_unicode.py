@@ -6,13 +6,14 @@ table used by the tokenizer's pre-tokenizer (lib/tok_pre.c).
 
 Which Unicode version: the tokenizer must classify characters exactly as the
 Hugging Face `tokenizers` library does for `\\p{L} \\p{M} \\p{N} \\p{P} \\p{S}`
-and `\\s`.  Probing every code point through tokenizers 0.23.3 (its
-pre_tokenizer, see tests/tools/tokref.py --probe) matches Unicode 16.0.0 with
-zero differences; 15.1 differs on 5,185 code points and 17.0 on 4,803.  So the
-table is Unicode 16.0.0.  Python 3.11's own unicodedata is 14.0.0, hence this
-script takes the `unicodedata2` backport pinned to 16.0.0
+and `\\s`.  tests/cli/t0300-tok.sh compares the pre-tokenizer's pieces with
+those of tokenizers 0.23.3 over every code point of planes 0-3 and 14 (and a
+sample of the others) in several contexts: a table made from Unicode 16.0.0
+gives no difference, tables made from 15.1.0 or 17.0.0 do.  So the table is
+Unicode 16.0.0.  Python 3.11's own unicodedata is 14.0.0, hence this script
+takes the `unicodedata2` backport pinned to 16.0.0
 (`pip install unicodedata2==16.0.0`), or the standard module when it is
-already 16.0.0 (Python 3.14).
+already 16.0.0.
 
 White_Space is not exposed by unicodedata; its 25 code points (PropList.txt,
 unchanged since Unicode 6.3) are listed below.  It is what `\\s` matches.

@@ -151,6 +151,32 @@ TEST(bpe_order_and_pieces)
     dsv4_tok_free(t);
 }
 
+/* ignore_merges: a piece that is a vocab entry is that entry, merges or not */
+TEST(ignore_merges)
+{
+    char *j = make_json(NULL, -1, NULL);
+    dsv4_buf b = DSV4_BUF_INIT;
+    const char *m = strstr(j, "\"model\":{"), *v = strstr(j, "\"vocab\":{");
+    dsv4_tok *t = NULL, *plain = NULL;
+    dsv4_err err = DSV4_ERR_INIT;
+    dsv4_buf_append(&b, j, (size_t)(m - j) + 9);
+    dsv4_buf_puts(&b, "\"ignore_merges\":true,");
+    dsv4_buf_append(&b, m + 9, (size_t)(v - m) - 9 + 9);
+    dsv4_buf_puts(&b, "\"xyz\":261,");
+    dsv4_buf_puts(&b, v + 9);
+    CHECK(dsv4_tok_load(&t, b.data, b.len, &err) == 0);
+    if (t) {
+        ENC_IS(t, "xyz the", 0, 261, 258);
+        ENC_IS(t, "xyzw", 0, 'x', 'y', 'z', 'w');
+    }
+    if ((plain = load()))
+        ENC_IS(plain, "xyz", 0, 'x', 'y', 'z');
+    dsv4_tok_free(t);
+    dsv4_tok_free(plain);
+    dsv4_buf_release(&b);
+    free(j);
+}
+
 TEST(added_tokens)
 {
     dsv4_tok *t = load();
@@ -312,5 +338,5 @@ TEST(threads_and_long_runs)
     dsv4_tok_free(t);
 }
 
-TEST_MAIN(T(load_and_lookups), T(bpe_order_and_pieces), T(added_tokens), T(invalid_utf8),
+TEST_MAIN(T(load_and_lookups), T(bpe_order_and_pieces), T(ignore_merges), T(added_tokens), T(invalid_utf8),
           T(decode_and_stream), T(load_errors), T(threads_and_long_runs))
