@@ -546,14 +546,21 @@ int dsv4_tok_decode(const dsv4_tok *t, const uint32_t *ids, size_t n, unsigned f
                     dsv4_buf *out, dsv4_err *err)
 {
     dsv4_buf raw = DSV4_BUF_INIT, *dst = (flags & DSV4_TOK_LOSSY) ? &raw : out;
+    size_t len0 = out->len;
     int rc = 0;
+    if (flags & ~(DSV4_TOK_SKIP_SPECIAL | DSV4_TOK_LOSSY))
+        return dsv4_err_set(err, DSV4_E_INVALID, "dsv4_tok_decode: unknown flags 0x%x", flags);
     for (size_t i = 0; i < n && !rc; i++)
         rc = emit_id(t, ids[i], flags, dst, err);
-    if (!rc && dst == &raw)
+    if (!rc && dst == &raw && !raw.oom)
         dsv4_tok_put_lossy(out, (const unsigned char *)raw.data, raw.len);
-    dsv4_buf_release(&raw);
-    if (!rc && out->oom)
+    if (!rc && (out->oom || raw.oom))
         rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    dsv4_buf_release(&raw);
+    if (rc && !out->oom && out->data) {   /* nothing appended on failure */
+        out->len = len0;
+        out->data[len0] = 0;
+    }
     return rc;
 }
 

@@ -82,12 +82,15 @@ const char *dsv4_tok_bytes(const dsv4_tok *t, uint32_t id, size_t *len);
 int  dsv4_tok_is_added(const dsv4_tok *t, uint32_t id);
 
 /* Encode text[0..len) with flags (DSV4_TOK_NO_ADDED, DSV4_TOK_RAW_BYTES),
- * appending the ids to *out.  Errors: DSV4_E_NOMEM, DSV4_E_INVALID (flags). */
+ * appending the ids to *out; nothing is appended on failure.  Errors:
+ * DSV4_E_NOMEM, DSV4_E_INVALID (flags). */
 int  dsv4_tok_encode(const dsv4_tok *t, const char *text, size_t len, unsigned flags,
                      dsv4_tok_ids *out, dsv4_err *err);
 
 /* Decode ids[0..n) with flags (DSV4_TOK_SKIP_SPECIAL, DSV4_TOK_LOSSY),
- * appending to *out.  An unknown id is DSV4_E_RANGE (HF would skip it). */
+ * appending to *out; nothing is appended on failure.  An unknown id is
+ * DSV4_E_RANGE (HF would skip it); other errors DSV4_E_NOMEM and
+ * DSV4_E_INVALID (flags). */
 int  dsv4_tok_decode(const dsv4_tok *t, const uint32_t *ids, size_t n, unsigned flags,
                      dsv4_buf *out, dsv4_err *err);
 

@@ -6,7 +6,7 @@
 Checks, each printed as "ok: ..." or "FAILED: ...", then "N passed, N failed":
   * the ids of spec/DSML.md §5.4;
   * encode of the corpus (tok_corpus.py: fixed texts and seeded random
-    mixtures); text with invalid UTF-8 goes to HF decoded with
+    mixtures, then long runs); text with invalid UTF-8 goes to HF decoded with
     errors="replace", as lib/tok.h documents; the C side also checks that
     every string round-trips (decode(encode(x)) == x, raw bytes kept with
     DSV4_TOK_RAW_BYTES);
@@ -25,7 +25,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tok_corpus import corpus, sweep  # noqa: E402
+from tok_corpus import corpus, long_runs, sweep  # noqa: E402
 
 from tokenizers import Tokenizer  # noqa: E402
 
@@ -116,6 +116,12 @@ def main():
     theirs = [e.ids for e in plain.encode_batch(fixed, add_special_tokens=False)]
     rc, ours, err = c_lines(["encode", "no-added"], texts)
     compare_ids("DSV4_TOK_NO_ADDED vs HF without added tokens", texts, theirs, ours)
+
+    # long pieces and runs
+    texts = long_runs()
+    theirs = [hf.encode(b.decode(), add_special_tokens=False).ids for b in texts]
+    rc, ours, err = c_lines(["encode"], texts)
+    compare_ids("encode of %d long runs (%d characters each)" % (len(texts), 1 << 16), texts, theirs, ours)
 
     # the pre-tokenizer over (nearly) every code point
     texts = sweep(stride_far=997 if quick else 61)

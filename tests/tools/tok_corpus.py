@@ -134,6 +134,14 @@ def corpus(seed=1, n_random=3000):
     return out
 
 
+def long_runs(n=1 << 16):
+    """Single very long pieces and runs (BPE of long words, whitespace runs,
+    long added-token prefixes), about n characters each."""
+    return [s.encode() for s in (" " * n, "a" * n, "ab" * (n // 2), "!" * n, "中" * n, "\n " * (n // 2),
+                                  "1" * n, "\x01" * n, "<｜" * (n // 2), "😀" * (n // 4), " \t" * (n // 2) + "x",
+                                  "\r\n" * (n // 2), "\u3000" * n, "é" * n, "x\u0301" * (n // 2))]
+
+
 def sweep(stride_far=61):
     """Texts that put every code point of planes 0-3 and 14 (and every
     stride_far-th elsewhere) in contexts where its general category and

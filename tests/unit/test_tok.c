@@ -227,7 +227,14 @@ TEST(decode_and_stream)
     out.len = 0;
     CHECK(dsv4_tok_decode(t, ids, 7, DSV4_TOK_SKIP_SPECIAL | DSV4_TOK_LOSSY, &out, &err) == 0);
     CHECK_STR(out.data, " the<think>\xc3\xa9\xef\xbf\xbd");
-    CHECK(dsv4_tok_decode(t, &bad, 1, 0, &out, &err) == DSV4_E_RANGE);
+    out.len = 0;
+    CHECK(dsv4_tok_decode(t, ids, 1, 0, &out, &err) == 0 && out.len == 12);
+    {   /* a failed decode appends nothing */
+        static const uint32_t with_bad[] = { 258, 303 };
+        CHECK(dsv4_tok_decode(t, with_bad, 2, 0, &out, &err) == DSV4_E_RANGE && out.len == 12);
+        CHECK(dsv4_tok_decode(t, with_bad, 2, DSV4_TOK_LOSSY, &out, &err) == DSV4_E_RANGE && out.len == 12);
+        CHECK(dsv4_tok_decode(t, with_bad, 1, 16, &out, &err) == DSV4_E_INVALID && out.len == 12);
+    }
 
     /* é split over two ids is held back until complete */
     dsv4_tok_stream_init(&s, t, 0);
