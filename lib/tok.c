@@ -167,10 +167,11 @@ static int str_is(const dsv4_json *o, const char *key, const char *want)
     const dsv4_json *v = dsv4_json_get(o, key);
     return v && v->type == DSV4_JSON_STRING && !strcmp(v->str, want);
 }
+/* key absent or null, or ok(value) (ok NULL: only absent or null will do) */
 static int is_null_or(const dsv4_json *o, const char *key, int (*ok)(const dsv4_json *))
 {
     const dsv4_json *v = dsv4_json_get(o, key);
-    return !v || v->type == DSV4_JSON_NULL || ok(v);
+    return !v || v->type == DSV4_JSON_NULL || (ok && ok(v));
 }
 static int empty_str(const dsv4_json *v) { return v->type == DSV4_JSON_STRING && v->len == 0; }
 static int is_false(const dsv4_json *v) { return v->type == DSV4_JSON_FALSE; }
@@ -264,6 +265,12 @@ static int load_vocab(dsv4_tok *t, const dsv4_json *vocab, const dsv4_json *adde
         /* HF's AddedToken default: normalized = !special. */
         int normalized = nm ? nm->type == DSV4_JSON_TRUE : !special;
         get_id(dsv4_json_get(a, "id"), &id);
+        /* HF would absorb whitespace around these; none of the DeepSeek
+         * tokens does, and tokenizing without it would be silently wrong */
+        if (!is_null_or(a, "lstrip", is_false) || !is_null_or(a, "rstrip", is_false) ||
+            !is_null_or(a, "single_word", is_false))
+            return dsv4_err_set(err, DSV4_E_UNSUPPORTED,
+                                "added_tokens[%zu]: lstrip, rstrip and single_word are not supported", i);
         if (t->kind[id] & TOK_K_ADDED)
             continue;
         t->aoff[id] = (uint32_t)as.len;

@@ -58,7 +58,8 @@ int  dsv4_tok_ids_push(dsv4_tok_ids *ids, uint32_t id);   /* 0 or DSV4_E_NOMEM *
 
 /* Load from the bytes of a tokenizer.json (borrowed).  Errors: DSV4_E_FORMAT
  * (bad JSON, missing fields, merge of unknown tokens, a byte with no token),
- * DSV4_E_UNSUPPORTED (another model type, pre-tokenizer or decoder),
+ * DSV4_E_UNSUPPORTED (another model type, pre-tokenizer or decoder, added
+ * tokens with lstrip, rstrip or single_word),
  * DSV4_E_NOMEM. */
 int  dsv4_tok_load(dsv4_tok **out, const char *json, size_t len, dsv4_err *err);
 /* Same, reading the file at path (DSV4_E_IO when it cannot be read). */

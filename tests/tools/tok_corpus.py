@@ -56,7 +56,12 @@ MARKS = ["e\u0301", "Cafe\u0301 re\u0301sume\u0301", "Z\u0351\u036b\u0343\u036a\
 SPECIAL = ["<｜User｜>", "<｜Assistant｜>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "｜DSML｜",
            "<think>", "</think>", "<｜User｜>hi<｜Assistant｜><think>x</think>y<｜end▁of▁sentence｜>",
            "<<｜User｜>>", "<｜User", "｜User｜>", "<think><think>", "<｜DSML｜tool_calls>", "text｜DSML｜text",
-           "<｜begin▁of▁sentence｜><｜begin▁of▁sentence｜>", "<|User|>", "<｜User｜ >", "<｜image｜>"]
+           "<｜begin▁of▁sentence｜><｜begin▁of▁sentence｜>", "<|User|>", "<｜User｜ >", "<｜image｜>",
+           # normalized and non-normalized added tokens next to and inside each other
+           "<｜image2｜>", "<｜image2｜><｜image｜>2", "<｜/table>｜<｜table｜>", "<｜/td｜><｜td｜><｜/tr｜>",
+           "<dsml:x</dsml:y>", "<<dsml:<｜tr｜>", "<|EOT|><｜EOT｜>", "<｜<｜User｜>｜>",
+           "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>",
+           "<｜fim▁begin｜>a<｜fim▁hole｜>b<｜fim▁end｜>", "｜DSML｜｜DSML｜<think>｜DSML｜</think>"]
 INVALID = [b"\xff", b"abc\x80def", b"\xc3", b"\xc3(", b"\xe2\x82", b"\xe2\x82(", b"\xf0\x9f\x98", b"\xed\xa0\x80",
            b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"ok \xfe\xfe ok", b"\x80\x80\x80 x",
            b"\xe4\xb8\xad\xe6\x96", b"<\xef\xbd\x9cUser\xef\xbd\x9c>\xff", b"  \xff  \n\xc3\n"]

@@ -279,6 +279,20 @@ TEST(load_errors)
     j = make_json("\\p{N}{1,4}", -1, NULL);
     CHECK_EQ_INT(load_rc(j), DSV4_E_UNSUPPORTED);
     free(j);
+    j = make_json(NULL, -1, NULL);
+    {
+        char *p = strstr(j, "\"normalized\":false}");
+        memcpy(p, "\"lstrip\":true     }", 19);  /* same length */
+        CHECK_EQ_INT(load_rc(j), DSV4_E_UNSUPPORTED);
+    }
+    free(j);
+    j = make_json(NULL, -1, NULL);
+    {
+        char *p = strstr(j, "\"dropout\":null");
+        memcpy(p, "\"dropout\":0.50", 14);
+        CHECK_EQ_INT(load_rc(j), DSV4_E_UNSUPPORTED);
+    }
+    free(j);
     j = make_json(NULL, 'q', NULL);
     CHECK_EQ_INT(load_rc(j), DSV4_E_FORMAT);       /* a byte without a token */
     free(j);
