@@ -3,10 +3,10 @@
 #include "tok.h"
 #include "tok_impl.h"
 #include "json.h"
+#include "toks.h"
 #include "unicode.h"
 
 #include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,7 +403,9 @@ int dsv4_tok_load(dsv4_tok **out, const char *json, size_t len, dsv4_err *err)
     t = calloc(1, sizeof *t);
     if (!t)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
-    crypto_generichash(t->fp, sizeof t->fp, (const unsigned char *)json, len, NULL, 0);
+    /* the same fingerprint as token streams carry (lib/toks.h) */
+    if ((rc = dsv4_toks_fingerprint(json, len, t->fp, err)))
+        goto fail;
     if ((rc = dsv4_json_parse(&root, json, len, 0, err))) {
         dsv4_err_prefix(err, "tokenizer.json");
         goto fail;

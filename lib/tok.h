@@ -68,7 +68,8 @@ void dsv4_tok_free(dsv4_tok *t);
 
 /* Number of ids: max id + 1 (129,280 for V4; config.json's vocab_size). */
 size_t dsv4_tok_vocab_size(const dsv4_tok *t);
-/* BLAKE2b-256 of the tokenizer.json bytes it was loaded from. */
+/* BLAKE2b-256 of the tokenizer.json bytes it was loaded from: the
+ * fingerprint of lib/toks.h (dsv4_toks_fingerprint). */
 const uint8_t *dsv4_tok_fingerprint(const dsv4_tok *t);
 /* Id of a token string, as HF token_to_id: an added token's content (e.g.
  * "<｜User｜>") or a vocab entry in byte-level spelling ("Ġthe"); -1 if none. */

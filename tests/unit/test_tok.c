@@ -7,6 +7,7 @@
 #include "json.h"
 #include "tok.h"
 #include "tok_impl.h"
+#include "toks.h"
 
 #include <pthread.h>
 
@@ -132,7 +133,14 @@ TEST(load_and_lookups)
     CHECK_EQ_INT(dsv4_tok_is_added(t, 301), 1);
     CHECK_EQ_INT(dsv4_tok_is_added(t, 65), 0);
     CHECK_EQ_INT(dsv4_tok_is_added(t, 299), -1);
-    CHECK(dsv4_tok_fingerprint(t) != NULL);
+    {   /* the fingerprint token streams carry */
+        char *j = make_json(NULL, -1, NULL);
+        uint8_t fp[DSV4_TOKS_FP_BYTES];
+        dsv4_err err = DSV4_ERR_INIT;
+        CHECK(dsv4_toks_fingerprint(j, strlen(j), fp, &err) == 0);
+        CHECK(!memcmp(dsv4_tok_fingerprint(t), fp, sizeof fp));
+        free(j);
+    }
     dsv4_tok_free(t);
 }
 
