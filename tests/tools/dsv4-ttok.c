@@ -17,7 +17,8 @@
  *       one-shot decode for every flag combination; exit 1 otherwise
  *   dsv4-ttok bench TOKENIZER.json < RECORDS
  *       encode the records one call each, then as one text, single thread;
- *       prints "one: SECONDS TOKENS" and "joined: SECONDS TOKENS BYTES"
+ *       prints "load: SECONDS", "one: SECONDS TOKENS" and
+ *       "joined: SECONDS TOKENS BYTES"
  *
  * A record is a little-endian u32 byte count then the bytes. */
 #include "buf.h"
@@ -319,11 +320,14 @@ int main(int argc, char **argv)
 {
     dsv4_tok *t;
     dsv4_err err = DSV4_ERR_INIT;
+    double t0 = now();
     int rc;
     if (argc < 3)
         die("usage: dsv4-ttok encode|split|decode|vocab|stream|bench TOKENIZER.json [...]");
     if (dsv4_tok_load_file(&t, argv[2], &err))
         die("%s", err.msg);
+    if (!strcmp(argv[1], "bench"))
+        printf("load: %.6f\n", now() - t0);
     if (!strcmp(argv[1], "encode"))
         rc = cmd_encode(t, (has(argc, argv, "raw") ? DSV4_TOK_RAW_BYTES : 0) |
                            (has(argc, argv, "no-added") ? DSV4_TOK_NO_ADDED : 0));
