@@ -37,7 +37,7 @@ struct enc {
     /* BPE scratch, grown as needed: per symbol id, prev, next; the heap */
     uint32_t *sym, *prev, *next;
     uint64_t *heap;
-    size_t cap, heapcap;
+    size_t cap;
     struct cache *cache;         /* NULL when not caching */
     int oom;
 };
@@ -63,7 +63,6 @@ static int grow(struct enc *e, size_t n)
     if (!a || !b || !c || !h)
         return DSV4_E_NOMEM;
     e->cap = cap;
-    e->heapcap = 3 * cap;
     return 0;
 }
 
@@ -317,7 +316,7 @@ static int enc_piece(void *ctx, const unsigned char *s, size_t n, int64_t id)
 int dsv4_tok_encode(const dsv4_tok *t, const char *text, size_t len, unsigned flags,
                     dsv4_tok_ids *out, dsv4_err *err)
 {
-    struct enc e = { t, out, NULL, NULL, NULL, NULL, 0, 0, NULL, 0 };
+    struct enc e = { t, out, NULL, NULL, NULL, NULL, 0, NULL, 0 };
     struct cache cache = { NULL, 0, 0, DSV4_BUF_INIT, DSV4_TOK_IDS_INIT };
     size_t n0 = out->n;
     int rc;
