@@ -124,8 +124,9 @@ def _segment(rng, fixed):
 
 
 def corpus(seed=1, n_random=3000):
-    """The fixed texts then n_random seeded mixtures; about 1 in 20 random
-    ones has invalid UTF-8 bytes spliced in."""
+    """The fixed texts, n_random seeded mixtures (about 1 in 20 with invalid
+    UTF-8 bytes spliced in), then n_random / 10 strings of random bytes or
+    of fragments of characters and added tokens."""
     fixed = ENGLISH + CJK + CODE + SPACES + DIGITS + EMOJI + MARKS + SPECIAL
     out = [s.encode() for s in fixed] + list(INVALID)
     out.append(b"".join(out))          # everything at once: a long text
@@ -136,6 +137,14 @@ def corpus(seed=1, n_random=3000):
             i = rng.randrange(len(b) + 1)
             b = b[:i] + rng.choice(INVALID) + b[i:]
         out.append(b)
+    # raw bytes, and fragments of multi-byte characters and added tokens
+    frags = [b"\xc3", b"\xa9", b"\xe4\xb8", b"\xad", b"\xf0\x9f", b"\x98\x80", b" ", b"\n", b"\r", b"\t",
+             b"<\xef\xbd\x9c", b"User", b"\xef\xbd\x9c>", b"a", b"1", b"!", b"\xff", b"\x80", b"<think>"]
+    for i in range(n_random // 10):
+        if i % 2:
+            out.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
+        else:
+            out.append(b"".join(rng.choice(frags) for _ in range(rng.randrange(1, 30))))
     return out
 
 
