@@ -60,6 +60,10 @@ int dsv4_json_get_bool(const dsv4_json *obj, const char *key, int *v, dsv4_err *
 /* Borrowed string; valid as long as the tree. */
 int dsv4_json_get_str(const dsv4_json *obj, const char *key, const char **v, dsv4_err *err);
 
+/* "null", "a boolean", "a number", "a string", "an array", "an object" (for
+ * messages such as "expected a string, got a number"). */
+const char *dsv4_json_type_name(dsv4_json_type t);
+
 /* Writer.  Python-compatible serialisation of a tree:
  *   item_sep / key_sep: ", " and ": " for json.dumps defaults, "," and ":"
  *   for separators=(',', ':');  indent < 0: single line, else pretty with
