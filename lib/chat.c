@@ -251,14 +251,8 @@ static int read_list(const dsv4_json *arr, const char *list, const msg *extra, m
 
 static int add_block(msg *m, const block *b)
 {
-    if (m->nblocks == m->cap) {
-        size_t nc = m->cap ? m->cap * 2 : 4;
-        block *p = realloc(m->blocks, nc * sizeof *p);
-        if (!p)
-            return DSV4_E_NOMEM;
-        m->blocks = p;
-        m->cap = nc;
-    }
+    if (dsv4_grow((void **)&m->blocks, &m->cap, m->nblocks, sizeof *m->blocks))
+        return DSV4_E_NOMEM;
     m->blocks[m->nblocks++] = *b;
     return 0;
 }

@@ -67,15 +67,9 @@ static void add_span(chat_render_state *st, size_t off, size_t len)
     dsv4_chat_spans *s = st->ctl;
     if (!s)
         return;
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? 2 * s->cap : 64;
-        dsv4_chat_span *p = realloc(s->v, nc * sizeof *p);
-        if (!p) {
-            st->out->oom = 1;   /* reported as DSV4_E_NOMEM at the end */
-            return;
-        }
-        s->v = p;
-        s->cap = nc;
+    if (dsv4_grow((void **)&s->v, &s->cap, s->n, sizeof *s->v)) {
+        st->out->oom = 1;   /* reported as DSV4_E_NOMEM at the end */
+        return;
     }
     s->v[s->n].off = off;
     s->v[s->n].len = len;
