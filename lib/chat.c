@@ -630,21 +630,9 @@ int dsv4_chat_encode(const char *json, size_t len, const dsv4_chat_opts *opts, d
                      dsv4_chat_spans *ctl, dsv4_err *err)
 {
     dsv4_json *doc;
-    size_t bad_at = dsv4_utf8_valid_prefix(json, len);
     int rc;
-    if (bad_at < len) {
-        size_t line = 1, col = 1;
-        for (size_t i = 0; i < bad_at; i++) {
-            if (json[i] == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
-        return dsv4_err_set(err, DSV4_E_FORMAT, "line %zu, column %zu: invalid UTF-8 (byte offset %zu)", line,
-                            col, bad_at);
-    }
+    if ((rc = dsv4_utf8_check(json, len, err)))
+        return rc;
     if ((rc = dsv4_json_parse(&doc, json, len, 0, err)))
         return rc;
     rc = dsv4_chat_render(doc, opts, out, ctl, err);

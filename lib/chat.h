@@ -18,7 +18,7 @@
  * matching call, content of the wrong type, ...) is an error that names the
  * message index and the field.
  *
- * Ownership: the JSON tree and texts are borrowed during a call.  Output is
+ * Ownership: the JSON tree, texts and tokenizer are borrowed during a call.  Output is
  * appended to a caller-owned dsv4_buf.  No state outside the call; safe to
  * use from several threads on different buffers. */
 #ifndef DSV4_CHAT_H
@@ -29,6 +29,7 @@
 #include "buf.h"
 #include "err.h"
 #include "json.h"
+#include "tok.h"
 
 /* The three reasoning modes of April V4 (DSML.md §2.6). */
 typedef enum dsv4_chat_mode {
@@ -74,6 +75,14 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
 /* Parse JSON text (errors give line:column) and render it. */
 int dsv4_chat_encode(const char *json, size_t len, const dsv4_chat_opts *opts, dsv4_buf *out,
                      dsv4_chat_spans *ctl, dsv4_err *err);
+
+/* Token ids of a rendered prompt text[0..len): each control span becomes
+ * the id of its spelling, the text between spans is tokenized with
+ * added-token matching off (DSV4_TOK_NO_ADDED), so caller text that spells
+ * a control token stays text (DSML.md §2.11).  Appends to *out.  Errors:
+ * DSV4_E_NOTFOUND (the tokenizer lacks a control token), DSV4_E_NOMEM. */
+int dsv4_chat_tokenize(const dsv4_tok *t, const char *text, size_t len, const dsv4_chat_spans *ctl,
+                       dsv4_tok_ids *out, dsv4_err *err);
 
 /* Python json.dumps(x, ensure_ascii=False) of a tree with dict semantics for
  * repeated keys (used for tool schemas, arguments and response_format). */

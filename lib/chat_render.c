@@ -368,3 +368,26 @@ int chat_render_all(chat_render_state *st, dsv4_err *err)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory rendering the prompt");
     return 0;
 }
+
+int dsv4_chat_tokenize(const dsv4_tok *t, const char *text, size_t len, const dsv4_chat_spans *ctl,
+                       dsv4_tok_ids *out, dsv4_err *err)
+{
+    size_t at = 0;
+    int rc;
+    for (size_t i = 0; i <= ctl->n; i++) {
+        size_t end = i < ctl->n ? ctl->v[i].off : len;
+        char name[64];
+        int64_t id;
+        if (end > at && (rc = dsv4_tok_encode(t, text + at, end - at, DSV4_TOK_NO_ADDED, out, err)))
+            return rc;
+        if (i == ctl->n)
+            break;
+        snprintf(name, sizeof name, "%.*s", (int)ctl->v[i].len, text + end);
+        if ((id = dsv4_tok_id(t, name)) < 0)
+            return dsv4_err_set(err, DSV4_E_NOTFOUND, "the tokenizer has no token '%s'", name);
+        if (dsv4_tok_ids_push(out, (uint32_t)id))
+            return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+        at = end + ctl->v[i].len;
+    }
+    return 0;
+}

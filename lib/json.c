@@ -935,3 +935,19 @@ void dsv4_json_write(dsv4_buf *out, const dsv4_json *j, int indent,
     if (j)
         write_value(out, j, indent, item_sep, key_sep, 0);
 }
+
+int dsv4_utf8_check(const char *s, size_t n, dsv4_err *err)
+{
+    size_t bad = dsv4_utf8_valid_prefix(s, n), line = 1, col = 1;
+    if (bad == n)
+        return 0;
+    for (size_t i = 0; i < bad; i++) {
+        if (s[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    return dsv4_err_set(err, DSV4_E_FORMAT, "line %zu, column %zu: invalid UTF-8 (byte offset %zu)", line, col, bad);
+}
