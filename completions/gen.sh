@@ -25,6 +25,7 @@ file_rules='
 dsv4-convert --output *.dsv4
 dsv4-convert --tokenizer *.json
 dsv4-convert ARGS *.dsv4
+dsv4-dsml --tokenizer *.json
 * --model *.dsv4
 * --output -
 * ARGS -
