@@ -52,6 +52,8 @@ static int bad(reader *rd, const char *field, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
+    if (!rd->list[0])   /* a top-level field of the document */
+        return dsv4_err_set(rd->err, DSV4_E_FORMAT, "%s: %s", field, what);
     return dsv4_err_set(rd->err, DSV4_E_FORMAT, "%s[%zu]%s%s: %s", rd->list, rd->index, field[0] ? "." : "",
                         field, what);
 }
@@ -471,6 +473,18 @@ void dsv4_chat_spans_release(dsv4_chat_spans *s)
     s->n = s->cap = 0;
 }
 
+/* a[0..na) then b[0..nb) in a new array (one spare slot); NULL when out of
+ * memory.  The entries are shallow copies: blocks stay owned by a and b. */
+static msg *concat(const msg *a, size_t na, const msg *b, size_t nb)
+{
+    msg *v = calloc(na + nb + 1, sizeof *v);
+    if (v && na)
+        memcpy(v, a, na * sizeof *a);
+    if (v && nb)
+        memcpy(v + na, b, nb * sizeof *b);
+    return v;
+}
+
 static int doc_fail(dsv4_err *err, const char *fmt, const dsv4_json *v)
 {
     return dsv4_err_set(err, DSV4_E_FORMAT, fmt, v ? type_name(v) : "nothing");
@@ -525,7 +539,7 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
         if (tools->type != DSV4_JSON_ARRAY)
             return doc_fail(err, "tools: expected an array of tools, got %s", tools);
         if ((rc = read_tools(&rd, "tools", tools)))
-            return dsv4_err_set(err, rc, "%s", strchr(err->msg, ':') ? err->msg + 4 : err->msg);
+            return rc;
     }
     if ((rc = read_list(msgs, "messages", NULL, &mv, &nm, err)))
         return rc;
@@ -556,13 +570,10 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
         goto out;
 
     /* Validate tool results over context + messages, in order. */
-    full = calloc(nc + nm + 1, sizeof *full);
-    if (!full) {
+    if (!(full = concat(cv, nc, mv, nm))) {
         rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
         goto out;
     }
-    memcpy(full, cv, nc * sizeof *cv);
-    memcpy(full + nc, mv, nm * sizeof *mv);
     if ((rc = check_tool_results(full, nc + nm, err)))
         goto out;
     free(full);
@@ -575,13 +586,10 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
         goto out;
     }
     nfull = nc + nm;
-    full = calloc(nfull + 1, sizeof *full);
-    if (!full) {
+    if (!(full = concat(cv, nc, mv, nm))) {
         rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
         goto out;
     }
-    memcpy(full, cv, nc * sizeof *cv);
-    memcpy(full + nc, mv, nm * sizeof *mv);
     sort_tool_results(full, nfull);
 
     memset(&st, 0, sizeof st);

@@ -165,6 +165,7 @@ TEST(bad_input)
     CHECK(fails_with("[{\"role\":\"user\",\"content\":\"\xff\"}]", "invalid UTF-8"));
     CHECK(fails_with("{\"messages\":[],\"thinking\":\"low\"}", "thinking: expected"));
     CHECK(fails_with("[{\"role\":\"user\",\"content\":5}]", "messages[0].content: expected a string"));
+    CHECK(fails_with("{\"tools\":[{\"type\":\"function\"}],\"messages\":[]}", "tools[0].function: missing"));
     CHECK(fails_with("[{\"role\":\"user\",\"content\":\"x\",\"tools\":[{\"type\":\"function\",\"function\":"
                      "{\"name\":\"f\"}}]}]", "tools belong on a system or developer message"));
 }

@@ -230,6 +230,48 @@ TEST(streaming_any_split)
     }
 }
 
+/* Random mixes of markers, partial markers and text: any split gives the
+ * one-shot message (a fixed seed keeps failures reproducible). */
+TEST(streaming_random)
+{
+    static const char *const frag[] = {
+        "<" D "tool_calls>", "</" D "tool_calls>", "<" D "invoke name=\"f\">", "</" D "invoke>",
+        "<" D "parameter name=\"k\" string=\"true\">", "<" D "parameter name=\"n\" string=\"false\">",
+        "</" D "parameter>", "</think>", EOS, "\n", "\n\n", " ", ">", "\"", "<", "</", "<" D, "</thi", "<｜end",
+        "1", "x", "[1, 2]", "é", "string=\"", "name=\"",
+    };
+    unsigned seed = 12345;
+    for (int round = 0; round < 400; round++) {
+        char text[600];
+        size_t n = 0, cuts[4];
+        int parts = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 24;
+        for (int i = 0; i < parts; i++) {
+            const char *f = frag[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof frag / sizeof *frag)];
+            if (n + strlen(f) < sizeof text) {
+                memcpy(text + n, f, strlen(f));
+                n += strlen(f);
+            }
+        }
+        text[n] = 0;
+        for (int i = 0; i < 4; i++)
+            cuts[i] = n ? ((seed = seed * 1103515245u + 12345u) >> 16) % (n + 1) : 0;
+        for (int i = 1; i < 4; i++)   /* ascending */
+            for (int j = i; j > 0 && cuts[j - 1] > cuts[j]; j--) {
+                size_t t = cuts[j];
+                cuts[j] = cuts[j - 1];
+                cuts[j - 1] = t;
+            }
+        for (unsigned flags = 0; flags <= DSV4_DSML_THINKING; flags += DSV4_DSML_THINKING) {
+            char *ref = stream_json(text, flags, NULL, 0), *got = stream_json(text, flags, cuts, 4);
+            CHECK(ref && got && !strcmp(ref, got) && !strstr(ref, "(events differ)"));
+            if (ref && got && strcmp(ref, got))
+                fprintf(stderr, "round %d: %s\n got %s\nwant %s\n", round, text, got, ref);
+            free(ref);
+            free(got);
+        }
+    }
+}
+
 TEST(ids_deterministic)
 {
     dsv4_dsml_msg a = DSV4_DSML_MSG_INIT, b = DSV4_DSML_MSG_INIT;
@@ -250,4 +292,46 @@ TEST(ids_deterministic)
     dsv4_dsml_msg_release(&b);
 }
 
-TEST_MAIN(T(examples), T(strict_errors), T(lenient_recovery), T(streaming_any_split), T(ids_deterministic))
+/* The assistant turns of official vector 1, as rendered, parse back into
+ * the messages they came from (the official test driver's round trip). */
+TEST(round_trip_official)
+{
+    const char *dir = getenv("DSV4_SPEC");
+    char path[512], *text = NULL, *p, *e;
+    FILE *f;
+    long n = 0;
+    dsv4_dsml_msg m = DSV4_DSML_MSG_INIT;
+    dsv4_err err = DSV4_ERR_INIT;
+    snprintf(path, sizeof path, "%s/encoding-tests/test_output_1.txt", dir && *dir ? dir : "../shared/spec");
+    f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1)))
+        text[fread(text, 1, (size_t)n, f)] = 0;
+    fclose(f);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    /* first assistant turn: reasoning and a call */
+    p = strstr(text, "<｜Assistant｜><think>") + strlen("<｜Assistant｜><think>");
+    e = strstr(p, EOS) + strlen(EOS);
+    CHECK_EQ_INT(dsv4_dsml_parse(p, (size_t)(e - p), DSV4_DSML_THINKING | DSV4_DSML_STRICT, &m, &err), 0);
+    CHECK_STR(m.reasoning.data, "The user wants to know the weather in Beijing. I should use the get_weather tool.");
+    CHECK_EQ_INT(m.content.len, 0);
+    CHECK_EQ_INT(m.ncalls, 1);
+    if (m.ncalls == 1) {
+        CHECK_STR(m.calls[0].name, "get_weather");
+        CHECK_STR(m.calls[0].arguments, "{\"location\": \"Beijing\", \"unit\": \"celsius\"}");
+    }
+    /* second: reasoning and the answer */
+    p = strstr(e, "<｜Assistant｜><think>") + strlen("<｜Assistant｜><think>");
+    CHECK_EQ_INT(dsv4_dsml_parse(p, strlen(p), DSV4_DSML_THINKING | DSV4_DSML_STRICT, &m, &err), 0);
+    CHECK_STR(m.reasoning.data, "Got the weather data. Let me format a nice response.");
+    CHECK_STR(m.content.data, "The weather in Beijing is currently sunny with a temperature of 22°C and 45% humidity.");
+    CHECK_EQ_INT(m.ncalls, 0);
+    dsv4_dsml_msg_release(&m);
+    free(text);
+}
+
+TEST_MAIN(T(examples), T(round_trip_official), T(strict_errors), T(lenient_recovery), T(streaming_any_split), T(streaming_random), T(ids_deterministic))
