@@ -40,6 +40,24 @@ printf '7624 999999' > big.txt
 expect 1 "id out of range" -- dsv4-dsml decode --tokenizer "$TK" big.txt
 grep_err "out of range" "id out of range named"
 
+# binary streams: the tokenizer's own fingerprint is accepted, another refused
+fp=$(b2sum -l 256 "$TK" | cut -c 1-64)
+tokbin 129280 "$fp" 36101 128822 7624 1 > c.tok
+expect 0 "decode a binary stream" -- dsv4-dsml decode --tokenizer "$TK" c.tok
+grep_out '"content": "答案", "reasoning_content": "推理"' "binary stream with the tokenizer's fingerprint"
+tokbin 129280 1111111111111111111111111111111111111111111111111111111111111111 36101 > other.tok
+expect 1 "another tokenizer's stream" -- dsv4-dsml detokenize --tokenizer "$TK" other.tok
+grep_err "'other.tok' was made with another tokenizer" "fingerprint mismatch names the file"
+
+# the tokenizer embedded in a model file (the tiny fixture carries none of its own)
+FIXTURES_SWA=$FIXTURES/tiny-v4-swa
+expect 0 "convert with the tokenizer embedded" -- dsv4-convert -q --tokenizer "$TK" -o m.dsv4 "$FIXTURES_SWA"
+expect 0 "decode -m MODEL" -- dsv4-dsml decode -m m.dsv4 c.txt
+grep_out '"content": "答案", "reasoning_content": "推理"' "decode -m: the model's tokenizer"
+expect 0 "convert without a tokenizer" -- dsv4-convert -q -o bare.dsv4 "$FIXTURES_SWA"
+expect 1 "a model without a tokenizer" -- dsv4-dsml detokenize -m bare.dsv4 c.txt
+grep_err "'bare.dsv4' embeds no tokenizer.json" "says the model has no tokenizer"
+
 # ---- text -> tokens (needs the encoding half of the tokenizer) ------------------------
 
 printf 'x' > x.txt
