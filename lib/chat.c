@@ -365,6 +365,36 @@ static int check_tool_results(const msg *v, size_t n, dsv4_err *err)
     return 0;
 }
 
+/* 1 when some message defines a tool called name. */
+static int tool_defined(const msg *v, size_t n, const dsv4_json *name)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; v[i].tools && k < v[i].tools->len; k++) {
+            const dsv4_json *d = dsv4_json_get(dsv4_json_get(&v[i].tools->items[k], "function"), "name");
+            if (d->len == name->len && !memcmp(d->str, name->str, d->len))
+                return 1;
+        }
+    return 0;
+}
+
+/* When tools are defined, every call in the history must name one of
+ * them: a call to an unknown tool would teach the model a tool it does not
+ * have.  (Without any definitions, calls are history and pass.) */
+static int check_tool_calls(const msg *v, size_t n, dsv4_err *err)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++)
+        any |= v[i].tools != NULL;
+    for (size_t i = 0; any && i < n; i++)
+        for (size_t c = 0; v[i].tool_calls && c < v[i].tool_calls->len; c++) {
+            const dsv4_json *name = dsv4_json_get(dsv4_json_get(&v[i].tool_calls->items[c], "function"), "name");
+            if (!tool_defined(v, n, name))
+                return dsv4_err_set(err, DSV4_E_FORMAT, "%s[%zu].tool_calls[%zu].function.name: '%.60s' is not "
+                                    "a defined tool", v[i].src_list, v[i].src_index, c, name->str);
+        }
+    return 0;
+}
+
 /* sort_tool_results_by_call_order: stable sort of the tool_result blocks of
  * each user turn by the index of their call; text blocks keep their slots. */
 static void sort_tool_results(msg *v, size_t n)
@@ -574,7 +604,7 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
         rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
         goto out;
     }
-    if ((rc = check_tool_results(full, nc + nm, err)))
+    if ((rc = check_tool_results(full, nc + nm, err)) || (rc = check_tool_calls(full, nc + nm, err)))
         goto out;
     free(full);
     full = NULL;

@@ -15,10 +15,12 @@
  * json.dumps(ensure_ascii=False) (objects with repeated keys behave like a
  * Python dict: first position, last value).  Input the official encoder
  * would reject or render nonsensically (unknown role, tool result with no
- * matching call, content of the wrong type, ...) is an error that names the
- * message index and the field.
+ * matching call, a call to a tool that is not defined when tools are,
+ * content of the wrong type, ...) is an error that names the message index
+ * and the field.
  *
- * Ownership: the JSON tree, texts and tokenizer are borrowed during a call.  Output is
+ * Ownership: the JSON tree, texts and tokenizer are borrowed during a call.
+ * Output is
  * appended to a caller-owned dsv4_buf.  No state outside the call; safe to
  * use from several threads on different buffers. */
 #ifndef DSV4_CHAT_H

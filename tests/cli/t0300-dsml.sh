@@ -63,6 +63,8 @@ refuse tool.json '[{"role": "user", "content": "x"}, {"role": "tool", "tool_call
     "'tool.json': messages\[1\]: tool result without a preceding assistant tool call"
 refuse toolid.json '[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"b","content":"r"}]' \
     "messages\[2\].tool_call_id: 'b' matches no tool call of messages\[1\]"
+refuse undef.json '{"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"g","arguments":"{}"}}]}]}' \
+    "'undef.json': messages\[1\].tool_calls\[0\].function.name: 'g' is not a defined tool"
 refuse latin1.json '[{"role": "user", "content": "caf\351"}]' "'latin1.json': line 1, column 34: invalid UTF-8"
 refuse think.json '{"messages": [], "thinking": "low"}' "thinking: expected"
 expect 1 "missing file" -- dsv4-dsml encode --text nosuch.json

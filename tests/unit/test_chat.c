@@ -166,6 +166,10 @@ TEST(bad_input)
     CHECK(fails_with("{\"messages\":[],\"thinking\":\"low\"}", "thinking: expected"));
     CHECK(fails_with("[{\"role\":\"user\",\"content\":5}]", "messages[0].content: expected a string"));
     CHECK(fails_with("{\"tools\":[{\"type\":\"function\"}],\"messages\":[]}", "tools[0].function: missing"));
+    CHECK(fails_with("{\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"messages\":["
+                     "{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":[{\"type\":"
+                     "\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}]}",
+                     "messages[1].tool_calls[0].function.name: 'g' is not a defined tool"));
     CHECK(fails_with("[{\"role\":\"user\",\"content\":\"x\",\"tools\":[{\"type\":\"function\",\"function\":"
                      "{\"name\":\"f\"}}]}]", "tools belong on a system or developer message"));
 }
