@@ -20,9 +20,8 @@
  * and the field.
  *
  * Ownership: the JSON tree, texts and tokenizer are borrowed during a call.
- * Output is
- * appended to a caller-owned dsv4_buf.  No state outside the call; safe to
- * use from several threads on different buffers. */
+ * Output is appended to a caller-owned dsv4_buf.  No state outside the
+ * call; safe to use from several threads on different buffers. */
 #ifndef DSV4_CHAT_H
 #define DSV4_CHAT_H
 

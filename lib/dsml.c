@@ -341,7 +341,7 @@ struct dsv4_dsml_parser {
     void *ctx;
     dsv4_buf b;           /* all the text so far */
     size_t pos;           /* b[0..pos) is settled */
-    size_t waited;        /* S_BLOCK: b[0..waited) held no complete item */
+    size_t waited;        /* S_BLOCK, S_AFTER: searched up to here for the end of an item or EOS */
     size_t block_start;   /* where the newlines before the current block begin */
     size_t block_calls;   /* calls completed in the current block */
     int state, no_blocks, failed;
@@ -551,9 +551,14 @@ static int step_block(dsv4_dsml_parser *p, int final, dsv4_err *err)
         }
         r = q < p->b.len ? BAD : NEED;
     } else {
-        /* every item ends with '>': without a new one, nothing can complete */
-        if (!final && !memchr(p->b.data + p->waited, '>', p->b.len - p->waited))
+        /* Every item ends with "invoke>" or "tool_calls>": until one of them
+         * ends in the new text, an attempt cannot complete (and malformed
+         * text can wait), so long values are not rescanned per piece. */
+        size_t from = p->waited > 10 ? p->waited - 10 : 0, left = p->b.len - from;
+        if (!final && !memmem(p->b.data + from, left, "invoke>", 7) && !memmem(p->b.data + from, left, "tool_calls>", 11)) {
+            p->waited = p->b.len;
             return 0;
+        }
         r = lenient_item(p, &used, &closed, err);
         if (r == -2)
             return -1;
@@ -595,11 +600,15 @@ static int step_block(dsv4_dsml_parser *p, int final, dsv4_err *err)
 static int step_tail(dsv4_dsml_parser *p, int final, dsv4_err *err)
 {
     const char *s = p->b.data + p->pos, *e = NULL;
-    size_t n = p->b.len - p->pos, k = 0;
-    if (p->state == S_AFTER && (e = memmem(s, n, EOS, strlen(EOS))))
+    size_t n = p->b.len - p->pos, k = 0, l = strlen(EOS);
+    /* search only where an EOS could end in the new text */
+    size_t from = p->waited > p->pos + l ? p->waited - l + 1 : p->pos;
+    if (p->state == S_AFTER && (e = memmem(p->b.data + from, p->b.len - from, EOS, l))) {
         n = (size_t)(e - s);
-    else if (!final)
+    } else if (!final) {
+        p->waited = p->b.len;
         return 0;
+    }
     skip_ws(s, n, &k);
     if (k < n && emit_text(p, DSV4_DSML_EV_CONTENT, s, n, err))
         return -1;
