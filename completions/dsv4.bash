@@ -51,6 +51,14 @@ _dsv4() {
             COMPREPLY=($(compgen -W '--model -m --tokenizer --thinking --keep-thinking --text --raw --strict --format --output -o --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
             return
         fi
+        local w seen=
+        for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+            case $w in encode|decode|tokenize|detokenize|parse) seen=1 ;; esac
+        done
+        if [[ -z $seen ]]; then
+            COMPREPLY=($(compgen -W 'encode decode tokenize detokenize parse' -- "$cur"))
+            return
+        fi
         _dsv4_files '-'
         ;;
     dsv4-prefill)
