@@ -223,9 +223,9 @@ static void msgs_release(msg *v, size_t n)
     free(v);
 }
 
-/* Read a JSON array of messages; extra (may be NULL) is placed first (the
- * synthesized system message for top-level tools). */
-static int read_list(const dsv4_json *arr, const char *list, const msg *extra, msg **out, size_t *n, dsv4_err *err)
+/* Read a JSON array of messages (one spare slot, for the system message
+ * that top-level tools may need in front). */
+static int read_list(const dsv4_json *arr, const char *list, msg **out, size_t *n, dsv4_err *err)
 {
     reader rd = { list, 0, err };
     size_t k = 0, cap = arr->len + 1;
@@ -235,8 +235,6 @@ static int read_list(const dsv4_json *arr, const char *list, const msg *extra, m
     *n = 0;
     if (!v)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
-    if (extra)
-        v[k++] = *extra;
     for (size_t i = 0; i < arr->len; i++, k++) {
         rd.index = i;
         if ((rc = read_msg(&rd, &arr->items[i], &v[k]))) {
@@ -527,7 +525,7 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
     const dsv4_json *msgs = doc, *ctx = NULL, *tools = NULL, *v;
     dsv4_chat_mode mode = DSV4_CHAT_MODE_HIGH;
     int keep_thinking, rc;
-    msg *mv = NULL, *cv = NULL, *full = NULL, extra;
+    msg *mv = NULL, *cv = NULL, *full = NULL;
     size_t nm = 0, nc = 0, nfull, nctx_dropped;
     chat_render_state st;
 
@@ -563,7 +561,6 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
     /* Top-level tools: onto messages[0] if it can render them (the official
      * test does messages[0]["tools"] = tools), else a system message of
      * their own in front, so they are not lost. */
-    memset(&extra, 0, sizeof extra);
     if (tools) {
         reader rd = { "", 0, err };
         if (tools->type != DSV4_JSON_ARRAY)
@@ -571,7 +568,7 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
         if ((rc = read_tools(&rd, "tools", tools)))
             return rc;
     }
-    if ((rc = read_list(msgs, "messages", NULL, &mv, &nm, err)))
+    if ((rc = read_list(msgs, "messages", &mv, &nm, err)))
         return rc;
     if (tools && tools->len) {
         if (nm && (mv[0].role == ROLE_SYSTEM || mv[0].role == ROLE_DEVELOPER)) {
@@ -596,7 +593,7 @@ int dsv4_chat_render(const dsv4_json *doc, const dsv4_chat_opts *opts, dsv4_buf 
             nm++;
         }
     }
-    if (ctx && (rc = read_list(ctx, "context", NULL, &cv, &nc, err)))
+    if (ctx && (rc = read_list(ctx, "context", &cv, &nc, err)))
         goto out;
 
     /* Validate tool results over context + messages, in order. */
