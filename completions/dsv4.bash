@@ -39,6 +39,28 @@ _dsv4() {
         fi
         _dsv4_files '*.dsv4'
         ;;
+    dsv4-dsml)
+        case $prev in
+        -m|--model) _dsv4_files '*.dsv4'; return ;;
+        --tokenizer) _dsv4_files '*.json'; return ;;
+        --thinking) return ;;
+        --format) return ;;
+        -o|--output) _dsv4_files '-'; return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W '--model -m --tokenizer --thinking --keep-thinking --text --raw --strict --format --output -o --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            return
+        fi
+        local w seen=
+        for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+            case $w in encode|decode|tokenize|detokenize|parse) seen=1 ;; esac
+        done
+        if [[ -z $seen ]]; then
+            COMPREPLY=($(compgen -W 'encode decode tokenize detokenize parse' -- "$cur"))
+            return
+        fi
+        _dsv4_files '-'
+        ;;
     dsv4-prefill)
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
@@ -57,4 +79,4 @@ _dsv4() {
         ;;
     esac
 }
-complete -F _dsv4 dsv4-convert dsv4-prefill
+complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-prefill

@@ -25,6 +25,7 @@ file_rules='
 dsv4-convert --output *.dsv4
 dsv4-convert --tokenizer *.json
 dsv4-convert ARGS *.dsv4
+dsv4-dsml --tokenizer *.json
 * --model *.dsv4
 * --output -
 * ARGS -
@@ -67,6 +68,12 @@ records() {
         if (length(d) > 72) { d = substr(d, 1, 70); sub(/[ ,]+[^ ]*$/, "", d); d = d "..." }
         print $1 "|" $2 "|" $3 "|" d
     }' "$tmp/opts"
+}
+
+# commands PROGRAM: the command words of a program whose --help has a
+# "Commands:" section (lines "  WORD  description"), after records PROGRAM
+commands() {
+    awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on && /^  [a-z]/ { print $1 }' "$tmp/help"
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dsv4-gen.XXXXXX") || exit 1
@@ -128,6 +135,17 @@ EOT
         printf '            COMPREPLY=($(compgen -W '"'"'%s'"'"' -- "$cur"))\n' "$opts"
         printf '            return\n'
         printf '        fi\n'
+        cmds=$(commands | tr '\n' ' ' | sed 's/ $//')
+        if [ -n "$cmds" ]; then   # the first operand is a command
+            printf '        local w seen=\n'
+            printf '        for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do\n'
+            printf '            case $w in %s) seen=1 ;; esac\n' "$(printf '%s' "$cmds" | tr ' ' '|')"
+            printf '        done\n'
+            printf '        if [[ -z $seen ]]; then\n'
+            printf '            COMPREPLY=($(compgen -W '"'"'%s'"'"' -- "$cur"))\n' "$cmds"
+            printf '            return\n'
+            printf '        fi\n'
+        fi
         printf "        _dsv4_files '%s'\n" "$(rule "$prog" ARGS)"
         printf '        ;;\n'
     done
@@ -186,6 +204,8 @@ EOT
                 printf "        '%s%s[%s]' \\\\\n" "$excl" "$long" "$d"
             fi
         done < "$tmp/rec"
+        cmds=$(commands | tr '\n' ' ' | sed 's/ $//')
+        [ -n "$cmds" ] && printf "        '1:command:(%s)' \\\\\n" "$cmds"
         g=$(rule "$prog" ARGS)
         case $g in
         -) act=_files ;;

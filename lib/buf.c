@@ -41,6 +41,20 @@ void dsv4_buf_append(dsv4_buf *b, const void *p, size_t n)
     b->data[b->len] = 0;
 }
 
+int dsv4_grow(void **v, size_t *cap, size_t n, size_t elem)
+{
+    size_t nc;
+    void *p;
+    if (n < *cap)
+        return 0;
+    nc = *cap ? 2 * *cap : 8;
+    if (nc > SIZE_MAX / elem || !(p = realloc(*v, nc * elem)))
+        return DSV4_E_NOMEM;
+    *v = p;
+    *cap = nc;
+    return 0;
+}
+
 void dsv4_buf_puts(dsv4_buf *b, const char *s) { dsv4_buf_append(b, s, strlen(s)); }
 void dsv4_buf_putc(dsv4_buf *b, char c) { dsv4_buf_append(b, &c, 1); }
 

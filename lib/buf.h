@@ -29,6 +29,10 @@ void dsv4_buf_put_le32(dsv4_buf *b, uint32_t v);
 void dsv4_buf_put_le64(dsv4_buf *b, uint64_t v);
 void dsv4_buf_pad(dsv4_buf *b, size_t align);              /* zero bytes up to a multiple */
 void dsv4_buf_release(dsv4_buf *b);
+/* Make room for one more element in a caller's array *v of *cap elements of
+ * elem bytes holding n: doubles the capacity when full.  0 or DSV4_E_NOMEM
+ * (then *v is unchanged). */
+int  dsv4_grow(void **v, size_t *cap, size_t n, size_t elem);
 char *dsv4_buf_detach(dsv4_buf *b, size_t *len);
 
 static inline void dsv4_le16_put(void *p, uint16_t v)

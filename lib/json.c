@@ -631,7 +631,7 @@ const dsv4_json *dsv4_json_at(const dsv4_json *arr, size_t i)
     return &arr->items[i];
 }
 
-static const char *type_name(dsv4_json_type t)
+const char *dsv4_json_type_name(dsv4_json_type t)
 {
     switch (t) {
     case DSV4_JSON_NULL:   return "null";
@@ -651,12 +651,12 @@ static int lookup(const dsv4_json *obj, const char *k, int want, const char *wha
 {
     if (obj && obj->type != DSV4_JSON_OBJECT)
         return dsv4_err_set(err, DSV4_E_FORMAT, "looking up '%s' in %s, not an object", k,
-                            type_name(obj->type));
+                            dsv4_json_type_name(obj->type));
     if (!(*v = dsv4_json_get(obj, k)))
         return dsv4_err_set(err, DSV4_E_NOTFOUND, "key '%s' not found", k);
     if ((int)(*v)->type != want && !(want == DSV4_JSON_TRUE && (*v)->type == DSV4_JSON_FALSE))
         return dsv4_err_set(err, DSV4_E_FORMAT, "key '%s': expected %s, got %s", k, what,
-                            type_name((*v)->type));
+                            dsv4_json_type_name((*v)->type));
     return 0;
 }
 
@@ -934,4 +934,20 @@ void dsv4_json_write(dsv4_buf *out, const dsv4_json *j, int indent,
         key_sep = ": ";
     if (j)
         write_value(out, j, indent, item_sep, key_sep, 0);
+}
+
+int dsv4_utf8_check(const char *s, size_t n, dsv4_err *err)
+{
+    size_t bad = dsv4_utf8_valid_prefix(s, n), line = 1, col = 1;
+    if (bad == n)
+        return 0;
+    for (size_t i = 0; i < bad; i++) {
+        if (s[i] == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    return dsv4_err_set(err, DSV4_E_FORMAT, "line %zu, column %zu: invalid UTF-8 (byte offset %zu)", line, col, bad);
 }

@@ -60,6 +60,10 @@ int dsv4_json_get_bool(const dsv4_json *obj, const char *key, int *v, dsv4_err *
 /* Borrowed string; valid as long as the tree. */
 int dsv4_json_get_str(const dsv4_json *obj, const char *key, const char **v, dsv4_err *err);
 
+/* "null", "a boolean", "a number", "a string", "an array", "an object" (for
+ * messages such as "expected a string, got a number"). */
+const char *dsv4_json_type_name(dsv4_json_type t);
+
 /* Writer.  Python-compatible serialisation of a tree:
  *   item_sep / key_sep: ", " and ": " for json.dumps defaults, "," and ":"
  *   for separators=(',', ':');  indent < 0: single line, else pretty with
@@ -78,5 +82,8 @@ void dsv4_json_write_f64(dsv4_buf *out, double v);
 /* UTF-8 validation shared by the tokenizer and the JSON reader: returns the
  * byte offset of the first invalid sequence, or n when s[0..n) is valid. */
 size_t dsv4_utf8_valid_prefix(const char *s, size_t n);
+/* 0 when s[0..n) is valid UTF-8, else DSV4_E_FORMAT with "line L, column C:
+ * invalid UTF-8 (byte offset B)" (1-based; column in bytes). */
+int dsv4_utf8_check(const char *s, size_t n, dsv4_err *err);
 
 #endif

@@ -26,27 +26,6 @@ no_leftovers() {
     else ok "$1"; fi
 }
 absent() { if [ -e "$1" ]; then bad "$2 ($1 exists)"; else ok "$2"; fi; }
-# oct N: byte N as a printf octal escape
-oct() { printf '\\%03o' "$1"; }
-# u32le N: N as 4 little-endian bytes
-u32le() { printf "$(oct $(($1 & 255)))$(oct $(($1 >> 8 & 255)))$(oct $(($1 >> 16 & 255)))$(oct $(($1 >> 24 & 255)))"; }
-# tokbin VOCAB FP_HEX IDS...: a binary token stream (dsv4-tokens(5), header 1.0)
-tokbin() {
-    _v=$1 _fp=$2; shift 2
-    printf '\211TK4\r\n\032\n'          # signature
-    u32le 1                              # major 1, minor 0
-    u32le 0                              # flags, reserved
-    u32le 56                             # header_bytes
-    u32le "$_v"                          # vocab_size
-    _i=0
-    while [ $_i -lt 32 ]; do             # fingerprint
-        _h=$(printf '%s' "$_fp" | cut -c $((2 * _i + 1))-$((2 * _i + 2)))
-        printf "$(oct $((0x${_h:-00})))"
-        _i=$((_i + 1))
-    done
-    for _id in "$@"; do u32le "$_id"; done
-}
-ZERO=0000000000000000000000000000000000000000000000000000000000000000
 
 expect 0 "convert tiny-v4-swa" -- dsv4-convert -q -o swa.dsv4 "$SWA"
 printf '%s\n' "$IDS" > p.txt
