@@ -23,11 +23,14 @@ const char *dsv4_qtarget_name(int t)
 /* The sizes in the summaries are dsv4-quant --dry-run on the Flash config
  * (dsv4-quant(1) shows the arithmetic). */
 static const dsv4_qrecipe recipes[] = {
-    { "experts-q2", "routed experts to Q2, 2.125 bits/weight (Flash: 79.6 GB, for an 80 GB GPU)",
-      "*.ffn.experts.*.weight=Q2" },
-    { "experts-q3", "routed experts to Q3, 3.25 bits/weight (Flash: 118.5 GB; 141 GB GPU with 1M tokens of KV)",
+    { "experts-q3", "routed experts Q3: Flash 124.2 GB (141 GB GPU, 1M-token KV)",
       "*.ffn.experts.*.weight=Q3" },
-    { "fp8-bf16", "FP8 weights to BF16 (lossless and larger; for debugging)",
+    { "experts-q2", "routed experts Q2: Flash 84.3 GB",
+      "*.ffn.experts.*.weight=Q2" },
+    { "fit-80g", "experts-q2 + shared experts, wq_b, wo_a, wo_b Q3: 81.0 GB (80 GB GPU)",
+      "*.ffn.experts.*.weight=Q2 *.ffn.shared_experts.*.weight=Q3 *.attn.wq_b.weight=Q3 *.attn.wo_a.weight=Q3 "
+      "*.attn.wo_b.weight=Q3" },
+    { "fp8-bf16", "FP8 weights to BF16 (lossless, larger; debugging)",
       "*.attn.wq_a.weight=BF16 *.attn.wq_b.weight=BF16 *.attn.wkv.weight=BF16 *.attn.wo_a.weight=BF16 "
       "*.attn.wo_b.weight=BF16 *.indexer.wq_b.weight=BF16 *.shared_experts.*.weight=BF16 "
       "mtp.*.e_proj.weight=BF16 mtp.*.h_proj.weight=BF16" },
