@@ -53,6 +53,7 @@ for spec in "q2:-R experts-q2" "q3:-R experts-q3" "f80:-R fit-80g" "bf:-R fp8-bf
     else ok "$n: only the chosen tensors changed ($(tail -n 1 $n.diff))"; fi
     if grep -q -e "$FP" $n.dsv4; then ok "$n: quant.json records the source fingerprint"
     else bad "$n: source fingerprint $FP not in the output"; fi
+    expect 0 "$n: dsv4-convert --check accepts the output" -- dsv4-convert --check $n.dsv4
     expect 0 "$n: dsv4-prefill runs the output" -- dsv4-prefill -q -m $n.dsv4 -i ids.txt --logits-all $n.f32
     dsv4-tlogits $V ref.f32 $n.f32 > $n.cmp
     echo "    logits $n vs original: $(cat $n.cmp)"
