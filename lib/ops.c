@@ -196,15 +196,19 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
             }
             continue;
         }
-        raw_row(W, r, w);
-        if (W->kind == DSV4_WT_FP8) {
-            const uint8_t *sr = W->s + (r / 128) * kb;
+        int plain = W->kind == DSV4_WT_BF16 || W->kind == DSV4_WT_F32;
+        if (plain)
+            dsv4_wt_row(W, r, w);   /* values, as if one block of scale 1 per 128 */
+        else
+            raw_row(W, r, w);
+        if (W->kind == DSV4_WT_FP8 || plain) {
+            const uint8_t *sr = plain ? NULL : W->s + (r / 128) * kb;
             for (int64_t i = 0; i < j->m; i++) {
                 const float *xi = j->x + i * k, *si = j->sa + i * kb;
                 double acc = 0.0;
                 for (int64_t b = 0; b < kb; b++) {
                     int64_t c0 = b * 128, len = k - c0 < 128 ? k - c0 : 128;
-                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[b] * dsv4_e8m0_to_f32(sr[b]));
+                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[b] * (plain ? 1.0f : dsv4_e8m0_to_f32(sr[b])));
                 }
                 j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
@@ -246,8 +250,8 @@ static int run_rows(dsv4_pool *pool, struct lin_job *j, dsv4_err *err)
 
 int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err)
 {
-    if (W->kind != DSV4_WT_FP8 && W->kind != DSV4_WT_FP4 && !is_q(W))
-        return dsv4_linear(pool, W, x, m, y, 1, err);
+    if (W->kind == DSV4_WT_NONE)
+        return dsv4_err_set(err, DSV4_E_BUG, "linear with an unbound weight");
     int64_t k = W->k, kb = (k + 127) / 128;
     float *q = malloc((size_t)(m * k + m * kb) * sizeof *q);
     uint8_t *codes = malloc((size_t)k);

@@ -51,7 +51,9 @@ void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out);
  * or 32-group (FP4), scaled, and accumulated over k in double: the exact sum
  * the fixtures' f32 GEMM of dequantised operands rounds closest to.  Q2 and
  * Q3 weights (dsv4-quant) go the same way, their levels summed per block
- * (64 or 32) against the input codes; other kinds fall back to dsv4_linear.
+ * (64 or 32) against the input codes.  BF16 and F32 weights here are
+ * re-encodings of FP8 ones (dsv4-quant), so the input is quantised alike and
+ * the products summed per 128 columns: the same result up to rounding.
  * x: [m, W->k], y: [m, W->n] (no aliasing). */
 int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err);
 

@@ -64,6 +64,7 @@ done
 grep -q "changed 0 only-a 0 only-b 0" q2.diff && bad "q2: nothing changed" || ok "q2: tensors were re-encoded"
 grep -q "only-a .*\.scale" bf.diff && ok "bf: BF16 weights drop their scales" || bad "bf: scales kept"
 grep -q "rmse 0.000e+00 max 0.000e+00" bf.report && ok "bf: FP8 -> BF16 is exact" || bad "bf: FP8 -> BF16 not exact"
+cmp -s ref.f32 bf.f32 && ok "bf: the BF16 model gives the original's logits exactly" || bad "bf: logits differ from the original"
 grep -q "2.125 bits/weight" q2.report && ok "q2: 2.125 bits/weight" || bad "q2: bits/weight"
 grep -q "3.250 bits/weight" q3.report && ok "q3: 3.250 bits/weight" || bad "q3: bits/weight"
 
