@@ -97,6 +97,16 @@ static void item_line(FILE *f, const dsv4_qplan *p, const dsv4_qitem *it)
             (unsigned long long)out);
 }
 
+/* The dry-run plan: re-encoded weights, and copies when asked. */
+static void plan_lines(FILE *f, const dsv4_qplan *p, int copies)
+{
+    for (size_t j = 0; j < p->n; j++)
+        if (!p->items[j].is_scale && (p->items[j].target != DSV4_QT_COPY || copies)) {
+            item_line(f, p, &p->items[j]);
+            fputc('\n', f);
+        }
+}
+
 static void on_stat(void *ctx, const dsv4_qstat *st)
 {
     struct report *r = ctx;
@@ -172,11 +182,7 @@ static int dry_config(struct cli *cli, const char *path, const dsv4_qrules *rule
     }
     rc = dsv4_qplan_build(&plan, rules, views, n, on_warn, rep, &err);
     if (!rc && rep->f) {
-        for (size_t j = 0; j < plan.n; j++)
-            if (!plan.items[j].is_scale && (plan.items[j].target != DSV4_QT_COPY || cli->verbosity > 2)) {
-                item_line(rep->f, &plan, &plan.items[j]);
-                fputc('\n', rep->f);
-            }
+        plan_lines(rep->f, &plan, cli->verbosity > 2);
         totals(rep->f, &plan, rep, 1);
         kv_totals(rep->f, &cfg, &plan);
     }
@@ -242,11 +248,7 @@ static int run(struct cli *cli, const char *in, const char *outpath, const dsv4_
     rep.plan = &plan;
     if (dry) {
         if (rep.f) {
-            for (size_t j = 0; j < plan.n; j++)
-                if (!plan.items[j].is_scale && (plan.items[j].target != DSV4_QT_COPY || cli->verbosity > 2)) {
-                    item_line(rep.f, &plan, &plan.items[j]);
-                    fputc('\n', rep.f);
-                }
+            plan_lines(rep.f, &plan, cli->verbosity > 2);
             totals(rep.f, &plan, &rep, 1);
         }
         goto done;
