@@ -44,15 +44,12 @@ static int quarter_index(float v)
 
 static int code_of(int fmt, float t)
 {
-    if (fmt == DSV4_QF_Q2) {
-        float c = ceilf(t - 0.5f);    /* nearest integer, ties to the smaller */
-        c = c < -2 ? -2 : c > 1 ? 1 : c;
-        return (int)c + 2;
-    }
-    int c = 0;
-    while (c < 7 && t > q3_mid[c])
-        c++;
-    return c;
+    /* branch-free count of the level midpoints below t (vectorises); a tie
+     * goes to the smaller level */
+    if (fmt == DSV4_QF_Q2)
+        return (t > -1.5f) + (t > -0.5f) + (t > 0.5f);
+    return (t > q3_mid[0]) + (t > q3_mid[1]) + (t > q3_mid[2]) + (t > q3_mid[3]) + (t > q3_mid[4]) +
+           (t > q3_mid[5]) + (t > q3_mid[6]);
 }
 
 static void put_codes(int fmt, const uint8_t *c, uint8_t *out)
@@ -82,18 +79,18 @@ static void quant_block(int fmt, const float *xin, uint8_t *codes, uint8_t *scal
         /* candidates: a quarter octave around amax / (largest level
          * magnitude), one octave down (clipping the largest values can pay)
          * and one up, with both signs; keep the smallest squared error */
-        double best = INFINITY;
+        float best = INFINITY;
         int e0 = quarter_index(a / (fmt == DSV4_QF_Q2 ? 2.0f : 6.0f));
         for (int sg = 0; sg < 2; sg++)
             for (int e = e0 - 4; e <= e0 + 4; e++) {
                 if (e < 1 || e > 127)
                     continue;
                 uint8_t s = (uint8_t)(e | (sg << 7));
-                float d = dsv4_qs8_to_f32(s);
-                double err = 0.0;
+                float d = dsv4_qs8_to_f32(s), inv = 1.0f / d, err = 0.0f;
+                for (int i = 0; i < B; i++)
+                    c[i] = (uint8_t)code_of(fmt, x[i] * inv);
                 for (int i = 0; i < B; i++) {
-                    c[i] = (uint8_t)code_of(fmt, x[i] / d);
-                    double r = (double)(q->levels[c[i]] * d) - x[i];
+                    float r = q->levels[c[i]] * d - x[i];
                     err += r * r;
                 }
                 if (err < best) {
