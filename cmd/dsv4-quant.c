@@ -340,7 +340,12 @@ int main(int argc, char **argv)
                 cli_usage_error(&cli, "%s", err.msg);
             break;
         case 'n': dry = 1; break;
-        case OPT_LIST: list_recipes(); return cli_finish(&cli, CLI_EXIT_OK);
+        case OPT_LIST:
+            list_recipes();
+            dsv4_qrules_free(&rules);
+            dsv4_qrules_free(&extra);
+            free(helptext);
+            return cli_finish(&cli, CLI_EXIT_OK);
         case OPT_THREADS: threads = (int)cli_parse_int(&cli, "--threads", optarg, 0, 4096); break;
         default:
             if (cli_common_opt(&cli, c))

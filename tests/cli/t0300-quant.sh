@@ -20,7 +20,7 @@ absent() { if [ -e "$1" ]; then bad "$2 ($1 exists)"; else ok "$2"; fi; }
 # field NAME FILE: the number after NAME in a dsv4-tlogits / dsv4-tdiff line
 field() { tr ' ' '\n' < "$2" | grep -A1 -x -e "$1" | tail -n 1; }
 # at_least A B DESC: A >= B (decimals)
-at_least() { if awk "BEGIN { exit !($1 >= $2) }"; then ok "$3 ($1)"; else bad "$3 ($1 < $2)"; fi; }
+at_least() { if awk "BEGIN { exit !(${1:-0} >= $2) }"; then ok "$3 ($1)"; else bad "$3 (${1:-nothing} < $2)"; fi; }
 
 expect 0 "convert the fixture" -- dsv4-convert -q -o tiny.dsv4 "$FIXTURES/tiny-v4"
 echo "$IDS" > ids.txt

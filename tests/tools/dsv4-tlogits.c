@@ -78,5 +78,9 @@ int main(int argc, char **argv)
     printf("rows %ld finite %s max_abs %.4g rms %.4g rel_rms %.4f argmax_agree %.3f top5 %.3f kl %.4g\n", rows,
            finite ? "yes" : "no", maxd, sqrt(sd / (double)na), sqrt(sd / (sr ? sr : 1)), (double)agree / (double)rows,
            (double)top5 / (double)rows, kl / (double)rows);
+    free(a);
+    free(b);
+    free(pa);
+    free(pb);
     return 0;
 }
