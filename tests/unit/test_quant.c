@@ -155,7 +155,7 @@ TEST(error_bounds)
  * dequantised matrix times the e4m3-quantised input, summed in double and
  * rounded to bf16 (within one bf16 step for the different summation order);
  * dsv4_linear likewise against the plain f32 product; thread count does not
- * change the result. */
+ * change the result.  BF16 weights in dsv4_linear_q quantise the input too. */
 TEST(kernels_vs_dequant)
 {
     enum { N = 40, K = 384, M = 3 };
@@ -207,6 +207,27 @@ TEST(kernels_vs_dequant)
         dsv4_wt_row(&S, 2, row);
         CHECK(!memcmp(row, wd + 9 * K, sizeof row));
     }
+    /* a BF16 weight (dsv4-quant's re-encoding of an FP8 one) gets the same
+     * input quantisation: compare with the quantised input times W */
+    static uint8_t wb[N * K * 2];
+    for (int i = 0; i < N * K; i++) {
+        uint16_t h = dsv4_f32_to_bf16(w[i]);
+        wb[2 * i] = (uint8_t)h;
+        wb[2 * i + 1] = (uint8_t)(h >> 8);
+        wd[i] = dsv4_bf16_to_f32(h);
+    }
+    dsv4_wt Wb = { DSV4_WT_BF16, N, K, wb, NULL };
+    CHECK(dsv4_linear_q(pool, &Wb, x, M, y1, &err) == 0);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int r = 0; r < N; r++) {
+            double acc = 0;
+            for (int c = 0; c < K; c++)
+                acc += (double)xq[i * K + c] * wd[r * K + c];
+            float ref = dsv4_round_bf16((float)acc);
+            bad += fabsf(y1[i * N + r] - ref) > fabsf(ref) * (1.0f / 128);
+        }
+    CHECK_EQ_INT(bad, 0);
     dsv4_pool_free(pool);
 }
 
