@@ -278,8 +278,15 @@ static int run(struct cli *cli, const char *in, const char *outpath, const dsv4_
     }
     if (out.path && (rc = cli_out_commit(&out, &err)))
         goto fail_plan_err;
-    if (rep.f)
+    if (rep.f) {
+        if (cli->verbosity > 2)
+            for (size_t j = 0; j < plan.n; j++)
+                if (plan.items[j].target == DSV4_QT_COPY) {
+                    item_line(rep.f, &plan, &plan.items[j]);
+                    fputs(" bit-exact\n", rep.f);
+                }
         totals(rep.f, &plan, &rep, 0);
+    }
     {
         char hex[2 * DSV4_FINGERPRINT_BYTES + 1];
         for (int i = 0; i < DSV4_FINGERPRINT_BYTES; i++)

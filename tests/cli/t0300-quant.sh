@@ -68,6 +68,8 @@ cmp -s ref.f32 bf.f32 && ok "bf: the BF16 model gives the original's logits exac
 grep -q "2.125 bits/weight" q2.report && ok "q2: 2.125 bits/weight" || bad "q2: bits/weight"
 grep -q "3.250 bits/weight" q3.report && ok "q3: 3.250 bits/weight" || bad "q3: bits/weight"
 
+expect 0 "-v lists the copies too" -- dsv4-quant -v -R experts-q2 tiny.dsv4 q2v.dsv4
+[ "$(grep -c ' bit-exact$' out)" = 260 ] && ok "-v: 260 copied tensors listed" || bad "-v: $(grep -c ' bit-exact$' out) copies listed, wanted 260"
 # deterministic, whatever the thread count; '-' writes to a regular stdout
 expect 0 "q2 with 1 thread" -- dsv4-quant -q --threads 1 -R experts-q2 tiny.dsv4 q2-t1.dsv4
 expect 0 "q2 with 3 threads" -- dsv4-quant -q --threads 3 -R experts-q2 tiny.dsv4 q2-t3.dsv4
