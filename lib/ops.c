@@ -178,7 +178,7 @@ struct lin_job {
     int64_t m;
     float *y;
     int round;
-    float *scratch;      /* [threads, k] */
+    float *scratch;      /* [threads, k + k/32 + 1]: a weight row, its group scales */
 };
 
 static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
@@ -186,7 +186,7 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
     struct lin_job *j = ctx;
     const dsv4_wt *W = j->W;
     int64_t k = W->k, kb = (k + 127) / 128;
-    float *w = j->scratch + (size_t)tid * (size_t)k;
+    float *w = j->scratch + (size_t)tid * (size_t)(k + k / 32 + 1);
     for (int64_t r = r0; r < r1; r++) {
         if (!j->sa) {
             dsv4_wt_row(W, r, w);
@@ -216,13 +216,15 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
             /* FP4, Q2, Q3: one scale per group of G along k, input scales per 128 */
             int64_t G = is_q(W) ? dsv4_qfmt_get(qfmt(W))->block : 32, ks = (k + G - 1) / G;
             const uint8_t *sr = W->s + r * ks;
+            float *ws = w + k;   /* the row's group scales, decoded once */
+            for (int64_t g = 0; g < ks; g++)
+                ws[g] = is_q(W) ? dsv4_qs8_to_f32(sr[g]) : dsv4_e8m0_to_f32(sr[g]);
             for (int64_t i = 0; i < j->m; i++) {
                 const float *xi = j->x + i * k, *si = j->sa + i * kb;
                 double acc = 0.0;
                 for (int64_t g = 0; g < ks; g++) {
                     int64_t c0 = g * G, len = k - c0 < G ? k - c0 : G;
-                    float ws = is_q(W) ? dsv4_qs8_to_f32(sr[g]) : dsv4_e8m0_to_f32(sr[g]);
-                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[c0 / 128] * ws);
+                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[c0 / 128] * ws[g]);
                 }
                 j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
@@ -240,7 +242,7 @@ static int64_t row_grain(int64_t m, int64_t k)
 static int run_rows(dsv4_pool *pool, struct lin_job *j, dsv4_err *err)
 {
     int64_t k = j->W->k;
-    j->scratch = malloc((size_t)dsv4_pool_threads(pool) * (size_t)k * sizeof(float));
+    j->scratch = malloc((size_t)dsv4_pool_threads(pool) * (size_t)(k + k / 32 + 1) * sizeof(float));
     if (!j->scratch)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for weight-row scratch");
     dsv4_pool_for(pool, j->W->n, row_grain(j->m, k), lin_rows, j);

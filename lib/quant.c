@@ -116,12 +116,19 @@ void dsv4_quant_levels(int fmt, const uint8_t *codes, int64_t k, float *out)
     for (int64_t b = 0; b < k / q->block; b++) {
         const uint8_t *p = codes + b * q->block_bytes;
         float *o = out + b * q->block;
-        for (int i = 0; i < q->block; i++) {
-            int c = (p[i / 4] >> (2 * (i % 4))) & 3;
-            if (fmt == DSV4_QF_Q3)
-                c |= ((p[8 + i / 8] >> (i % 8)) & 1) << 2;
-            o[i] = q->levels[c];
+        if (fmt == DSV4_QF_Q2) {
+            for (int j = 0; j < 16; j++)
+                for (int i = 0; i < 4; i++)
+                    o[4 * j + i] = q2_levels[(p[j] >> (2 * i)) & 3];
+            continue;
         }
+        /* the block's 32 low-bit pairs and 32 high bits as two integers */
+        uint64_t lo = 0;
+        uint32_t hi = (uint32_t)p[8] | (uint32_t)p[9] << 8 | (uint32_t)p[10] << 16 | (uint32_t)p[11] << 24;
+        for (int j = 7; j >= 0; j--)
+            lo = lo << 8 | p[j];
+        for (int i = 0; i < 32; i++)
+            o[i] = q3_levels[((lo >> (2 * i)) & 3) | (((hi >> i) & 1) << 2)];
     }
 }
 
