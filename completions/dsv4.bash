@@ -77,6 +77,18 @@ _dsv4() {
         fi
         _dsv4_files '-'
         ;;
+    dsv4-quant)
+        case $prev in
+        -r|--rule) return ;;
+        -R|--recipe) return ;;
+        --threads) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W '--rule -r --recipe -R --list-recipes --dry-run -n --threads --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            return
+        fi
+        _dsv4_files '-'
+        ;;
     esac
 }
-complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-prefill
+complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-prefill dsv4-quant

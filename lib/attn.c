@@ -351,21 +351,6 @@ static void head_rms_bf16(float *q, int64_t n, float eps)
         q[i] = dsv4_round_bf16(q[i] * r);
 }
 
-static dsv4_wt wt_rows(const dsv4_wt *W, int64_t r0, int64_t n)
-{
-    dsv4_wt v = *W;
-    v.n = n;
-    if (W->kind == DSV4_WT_FP8) {
-        v.w = W->w + (size_t)r0 * (size_t)W->k;
-        v.s = W->s + (size_t)(r0 / 128) * (size_t)((W->k + 127) / 128);
-    } else if (W->kind == DSV4_WT_BF16) {
-        v.w = W->w + (size_t)r0 * (size_t)W->k * 2;
-    } else if (W->kind == DSV4_WT_F32) {
-        v.w = W->w + (size_t)r0 * (size_t)W->k * 4;
-    }
-    return v;
-}
-
 #define TOKEN_BATCH 32   /* tokens whose CSA selections are decoded at once */
 
 int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int64_t M, int64_t pos0,
@@ -506,7 +491,7 @@ int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int
     for (int64_t g = 0; g < G; g++) {
         for (int64_t m = 0; m < M; m++)
             memcpy(og + m * gin, o + m * H * hd + g * gin, (size_t)gin * sizeof *og);
-        dsv4_wt Wa = wt_rows(&L->wo_a, g * olr, olr);
+        dsv4_wt Wa = dsv4_wt_slice(&L->wo_a, g * olr, olr);
         if ((rc = dsv4_linear(e->pool, &Wa, og, M, zg, 1, err)))
             goto out;
         for (int64_t m = 0; m < M; m++)

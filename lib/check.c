@@ -17,7 +17,46 @@ static int cmp_spec(const void *a, const void *b)
     return strcmp(((const dsv4_tensor_spec *)a)->name, ((const dsv4_tensor_spec *)b)->name);
 }
 
-int dsv4_check_inventory(const dsv4_config *c, const dsv4_tensor *const *views, size_t n,
+/* A dsv4-quant re-encoding (check.h) of the tensor s describes; the engine
+ * checks the exact scale count at load. */
+static int reencoded(const dsv4_tensor_spec *s, const dsv4_tensor *t)
+{
+    if (s->role == DSV4_ROLE_SCALE)
+        return t->dtype == DSV4_DT_QS8 && t->ndim == 2;
+    int plain = s->role == DSV4_ROLE_OTHER && (s->dtype == DSV4_DT_BF16 || s->dtype == DSV4_DT_F32);
+    if (plain && t->dtype == DSV4_DT_BF16 && s->dtype == DSV4_DT_F32 && t->ndim == s->ndim &&
+        !memcmp(t->shape, s->shape, sizeof t->shape[0] * (size_t)s->ndim))
+        return 1;
+    if ((s->role != DSV4_ROLE_FP8_WEIGHT && s->role != DSV4_ROLE_FP4_WEIGHT && !plain) || s->ndim != 2 ||
+        t->ndim != 2 || t->shape[0] != s->shape[0])
+        return 0;
+    int64_t k = s->shape[1] * (s->role == DSV4_ROLE_FP4_WEIGHT ? 2 : 1);
+    return (t->dtype == DSV4_DT_Q2 && t->shape[1] * 4 == k) || (t->dtype == DSV4_DT_Q3 && t->shape[1] * 8 == 3 * k) ||
+           (t->dtype == DSV4_DT_BF16 && t->shape[1] == k);
+}
+
+/* A scale that a weight re-encoded to BF16 no longer needs. */
+static int scale_dropped(const dsv4_tensor_spec *s, const dsv4_tensor *const *v, size_t n)
+{
+    size_t l = strlen(s->name), lo = 0, hi = n;
+    char w[128];
+    if (s->role != DSV4_ROLE_SCALE || l < 6 || l > 100)
+        return 0;
+    snprintf(w, sizeof w, "%.*s.weight", (int)(l - 6), s->name);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(v[mid]->name, w);
+        if (!c)
+            return v[mid]->dtype == DSV4_DT_BF16;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+int dsv4_check_inventory(const dsv4_config *c, const dsv4_tensor *const *views, size_t n, int requant,
                          dsv4_report_fn report, void *ctx, dsv4_err *err)
 {
     dsv4_tensor_spec *spec = NULL;
@@ -38,18 +77,27 @@ int dsv4_check_inventory(const dsv4_config *c, const dsv4_tensor *const *views, 
     while (i < ns || j < n) {
         int d = i == ns ? 1 : j == n ? -1 : strcmp(spec[i].name, v[j]->name);
         char msg[256], want[96], got[96];
-        if (d < 0) {
+        if (d < 0 && requant && scale_dropped(&spec[i], v, n)) {
+            i++;
+        } else if (d < 0) {
             dsv4_shape_str(spec[i].shape, spec[i].ndim, want, sizeof want);
             snprintf(msg, sizeof msg, "missing (expected %s %s)", dsv4_dtype_name(spec[i].dtype), want);
             report(ctx, spec[i].name, msg);
             bad++;
             i++;
+        } else if (d > 0 && requant && v[j]->dtype == DSV4_DT_QS8) {
+            j++;    /* the scale dsv4-quant adds to a re-encoded BF16/F32 matrix */
         } else if (d > 0) {
             report(ctx, v[j]->name, "unexpected tensor (not implied by config.json)");
             bad++;
             j++;
         } else {
             int shape_ok = spec[i].ndim == v[j]->ndim;
+            if (requant && reencoded(&spec[i], v[j])) {
+                i++;
+                j++;
+                continue;
+            }
             for (int k = 0; shape_ok && k < spec[i].ndim; k++)
                 shape_ok = spec[i].shape[k] == v[j]->shape[k];
             if (spec[i].dtype != v[j]->dtype) {

@@ -18,7 +18,10 @@
 #define DSV4_SCALE_MIN_BYTE 63
 #define DSV4_SCALE_MAX_BYTE 159
 
-int dsv4_check_inventory(const dsv4_config *c, const dsv4_tensor *const *views, size_t n,
+/* reencoded: also accept what dsv4-quant writes (a model file with a
+ * quant.json blob): FP8/FP4/BF16/F32 matrices as Q2, Q3 or BF16 of the same
+ * logical shape with QS8 scales, or none for BF16, and F32 tensors as BF16. */
+int dsv4_check_inventory(const dsv4_config *c, const dsv4_tensor *const *views, size_t n, int reencoded,
                          dsv4_report_fn report, void *ctx, dsv4_err *err);
 int dsv4_check_values(const dsv4_config *c, const dsv4_tensor *t, dsv4_report_fn report, void *ctx);
 

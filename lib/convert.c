@@ -168,7 +168,7 @@ static int hf_open(struct hf *h, const char *path, dsv4_report_fn report, void *
             h->views[k++] = t;
     }
     free(spec);
-    rc = dsv4_check_inventory(&h->cfg, h->views, h->n, report, rctx, err);
+    rc = dsv4_check_inventory(&h->cfg, h->views, h->n, 0, report, rctx, err);
     return rc < 0 ? (hf_close(h), rc) : 0;
 fail:
     hf_close(h);
@@ -354,7 +354,8 @@ int dsv4_check_input(const char *path, dsv4_report_fn report, void *rctx, dsv4_p
             v[i] = dsv4_model_tensor(m, i);
             ps.total += 2 * v[i]->nbytes;   /* hashed once, scanned once */
         }
-        rc = dsv4_check_inventory(dsv4_model_config(m), v, n, count_report, &cnt, err);
+        rc = dsv4_check_inventory(dsv4_model_config(m), v, n, dsv4_model_blob(m, "quant.json", &(size_t){ 0 }) != NULL,
+                                  count_report, &cnt, err);
         if (rc >= 0) {
             rc = dsv4_model_verify(m, count_report, &cnt, span_progress, &ps, err);
             ps.base = ps.total / 2;

@@ -65,7 +65,7 @@ static float *vec(struct binder *b, const char *fmt, const char *pre, int64_t n)
     return v;
 }
 
-/* A matrix [n, k] in any supported encoding (FP8/FP4 with a .scale sibling). */
+/* A matrix [n, k] in any supported encoding (FP8/FP4/Q2/Q3 with a .scale sibling). */
 static dsv4_wt mat(struct binder *b, const char *pre, const char *name, int64_t n, int64_t k)
 {
     dsv4_wt w = { 0 };
@@ -83,6 +83,8 @@ static dsv4_wt mat(struct binder *b, const char *pre, const char *name, int64_t 
     case DSV4_DT_I8:      w.kind = DSV4_WT_FP4; numel *= 2; break;
     case DSV4_DT_BF16:    w.kind = DSV4_WT_BF16; break;
     case DSV4_DT_F32:     w.kind = DSV4_WT_F32; break;
+    case DSV4_DT_Q2:      w.kind = DSV4_WT_Q2; numel *= 4; break;
+    case DSV4_DT_Q3:      w.kind = DSV4_WT_Q3; numel = numel * 8 / 3; break;
     default:
         b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s has unsupported dtype %s", full,
                              dsv4_dtype_name(t->dtype));
@@ -93,14 +95,25 @@ static dsv4_wt mat(struct binder *b, const char *pre, const char *name, int64_t 
                              full, (long long)n, (long long)k);
         return w;
     }
-    if (w.kind == DSV4_WT_FP8 || w.kind == DSV4_WT_FP4) {
+    if (w.kind == DSV4_WT_Q2 && k % 64)
+        b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s is Q2 but %lld columns are not a multiple of 64", full,
+                             (long long)k);
+    if (w.kind == DSV4_WT_Q3 && k % 32)
+        b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s is Q3 but %lld columns are not a multiple of 32", full,
+                             (long long)k);
+    if (w.kind != DSV4_WT_BF16 && w.kind != DSV4_WT_F32) {
         const char *dot = strrchr(full, '.');
+        int q = w.kind == DSV4_WT_Q2 || w.kind == DSV4_WT_Q3;
+        dsv4_dtype sdt = q ? DSV4_DT_QS8 : DSV4_DT_F8_E8M0;
         snprintf(sname, sizeof sname, "%.*s.scale", (int)(dot - full), full);
-        int64_t ns = w.kind == DSV4_WT_FP8 ? ((n + 127) / 128) * ((k + 127) / 128) : n * ((k + 31) / 32);
+        int64_t ns = w.kind == DSV4_WT_FP8 ? ((n + 127) / 128) * ((k + 127) / 128)
+                   : n * (k / (w.kind == DSV4_WT_Q2 ? 64 : 32));
+        if (w.kind == DSV4_WT_FP4)
+            ns = n * ((k + 31) / 32);
         const dsv4_tensor *s = need(b, sname, ns);
-        if (s && s->dtype != DSV4_DT_F8_E8M0)
-            b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s is %s, expected F8_E8M0", sname,
-                                 dsv4_dtype_name(s->dtype));
+        if (s && s->dtype != sdt)
+            b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s is %s, expected %s", sname,
+                                 dsv4_dtype_name(s->dtype), dsv4_dtype_name(sdt));
         w.s = s ? s->data : NULL;
     }
     return w;

@@ -179,13 +179,14 @@ int dsv4_model_write(int fd, const dsv4_tensor *const *t, size_t n, const dsv4_b
     /* Tensor data, hashed as it is written; the source pages are dropped
      * behind us so a checkpoint larger than RAM streams through. */
     for (size_t i = 0; i < n; i++) {
-        const uint8_t *src = t[i]->data;
         uint64_t left = t[i]->nbytes, o = off[i];
         crypto_generichash_state hs;
         crypto_generichash_init(&hs, NULL, 0, HASH);
-        /* value checks run first, while the pages are still resident */
+        /* value checks run first, while the pages are still resident; a
+         * producer hook may also fill the data now, so it is read after */
         if (each && (rc = each(hctx, t[i], err)))
             goto out;
+        const uint8_t *src = t[i]->data;
         while (left) {
             size_t chunk = left > (64u << 20) ? (64u << 20) : (size_t)left;
             crypto_generichash_update(&hs, src, chunk);

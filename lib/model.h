@@ -65,8 +65,11 @@ typedef struct dsv4_blob {
 /* Write a model file to fd (a regular file: the header is written last with
  * pwrite) from the given tensors (views: data borrowed) and blobs; blobs must
  * include "config.json".  Tensors are written in the order given.  Per-tensor
- * hook `each` (may be NULL) sees every tensor after it is written (used to
- * run value checks in the same pass).  Returns 0 or an error. */
+ * hook `each` (may be NULL) sees every tensor just before it is written (used
+ * to run value checks in the same pass); a caller that owns the views may let
+ * the hook produce the tensor's data then (data is read after the hook
+ * returns; nbytes must not change), so a re-encoded file is written in
+ * bounded memory.  Returns 0 or an error. */
 typedef int (*dsv4_tensor_hook)(void *ctx, const dsv4_tensor *t, dsv4_err *err);
 int dsv4_model_write(int fd, const dsv4_tensor *const *tensors, size_t n, const dsv4_blob *blobs, size_t nblobs,
                      dsv4_tensor_hook each, void *hctx, dsv4_progress_fn progress, void *pctx,

@@ -1,10 +1,48 @@
 /* ops — CPU building blocks of the forward pass (see ops.h). */
 #include "ops.h"
 #include "codec.h"
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+static int qfmt(const dsv4_wt *W)
+{
+    return W->kind == DSV4_WT_Q2 ? DSV4_QF_Q2 : DSV4_QF_Q3;
+}
+
+static int is_q(const dsv4_wt *W)
+{
+    return W->kind == DSV4_WT_Q2 || W->kind == DSV4_WT_Q3;
+}
+
+dsv4_wt dsv4_wt_slice(const dsv4_wt *W, int64_t r0, int64_t n)
+{
+    dsv4_wt v = *W;
+    size_t k = (size_t)W->k, r = (size_t)r0;
+    v.n = n;
+    switch (W->kind) {
+    case DSV4_WT_FP8:
+        v.w = W->w + r * k;
+        v.s = W->s + (r / 128) * ((k + 127) / 128);
+        break;
+    case DSV4_WT_FP4:
+        v.w = W->w + r * ((k + 1) / 2);
+        v.s = W->s + r * ((k + 31) / 32);
+        break;
+    case DSV4_WT_BF16: v.w = W->w + r * k * 2; break;
+    case DSV4_WT_F32:  v.w = W->w + r * k * 4; break;
+    case DSV4_WT_Q2:
+    case DSV4_WT_Q3: {
+        const dsv4_qfmt_info *q = dsv4_qfmt_get(qfmt(W));
+        v.w = W->w + r * (k / (size_t)q->block) * (size_t)q->block_bytes;
+        v.s = W->s + r * (k / (size_t)q->block);
+        break;
+    }
+    }
+    return v;
+}
 
 void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out)
 {
@@ -24,6 +62,10 @@ void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out)
     }
     case DSV4_WT_F32:
         memcpy(out, W->w + (size_t)r * (size_t)k * 4, (size_t)k * 4);
+        break;
+    case DSV4_WT_Q2:
+    case DSV4_WT_Q3:
+        dsv4_quant_dequant_rows(qfmt(W), W->w, W->s, k, r, r + 1, out);
         break;
     default:
         memset(out, 0, (size_t)k * sizeof *out);
@@ -115,6 +157,9 @@ static void raw_row(const dsv4_wt *W, int64_t r, float *out)
         const uint8_t *p = W->w + (size_t)r * (size_t)k;
         for (int64_t i = 0; i < k; i++)
             out[i] = dsv4_e4m3_to_f32(p[i]);
+    } else if (is_q(W)) {
+        dsv4_wt row = dsv4_wt_slice(W, r, 1);
+        dsv4_quant_levels(qfmt(W), row.w, k, out);
     } else {
         const uint8_t *p = W->w + (size_t)r * (size_t)((k + 1) / 2);
         for (int64_t i = 0; i + 1 < k; i += 2) {
@@ -133,7 +178,7 @@ struct lin_job {
     int64_t m;
     float *y;
     int round;
-    float *scratch;      /* [threads, k] */
+    float *scratch;      /* [threads, k + k/32 + 1]: a weight row, its group scales */
 };
 
 static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
@@ -141,7 +186,7 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
     struct lin_job *j = ctx;
     const dsv4_wt *W = j->W;
     int64_t k = W->k, kb = (k + 127) / 128;
-    float *w = j->scratch + (size_t)tid * (size_t)k;
+    float *w = j->scratch + (size_t)tid * (size_t)(k + k / 32 + 1);
     for (int64_t r = r0; r < r1; r++) {
         if (!j->sa) {
             dsv4_wt_row(W, r, w);
@@ -151,27 +196,35 @@ static void lin_rows(void *ctx, int64_t r0, int64_t r1, int tid)
             }
             continue;
         }
-        raw_row(W, r, w);
-        if (W->kind == DSV4_WT_FP8) {
-            const uint8_t *sr = W->s + (r / 128) * kb;
+        int plain = W->kind == DSV4_WT_BF16 || W->kind == DSV4_WT_F32;
+        if (plain)
+            dsv4_wt_row(W, r, w);   /* values, as if one block of scale 1 per 128 */
+        else
+            raw_row(W, r, w);
+        if (W->kind == DSV4_WT_FP8 || plain) {
+            const uint8_t *sr = plain ? NULL : W->s + (r / 128) * kb;
             for (int64_t i = 0; i < j->m; i++) {
                 const float *xi = j->x + i * k, *si = j->sa + i * kb;
                 double acc = 0.0;
                 for (int64_t b = 0; b < kb; b++) {
                     int64_t c0 = b * 128, len = k - c0 < 128 ? k - c0 : 128;
-                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[b] * dsv4_e8m0_to_f32(sr[b]));
+                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[b] * (plain ? 1.0f : dsv4_e8m0_to_f32(sr[b])));
                 }
                 j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
         } else {
-            int64_t ks = (k + 31) / 32;
+            /* FP4, Q2, Q3: one scale per group of G along k, input scales per 128 */
+            int64_t G = is_q(W) ? dsv4_qfmt_get(qfmt(W))->block : 32, ks = (k + G - 1) / G;
             const uint8_t *sr = W->s + r * ks;
+            float *ws = w + k;   /* the row's group scales, decoded once */
+            for (int64_t g = 0; g < ks; g++)
+                ws[g] = is_q(W) ? dsv4_qs8_to_f32(sr[g]) : dsv4_e8m0_to_f32(sr[g]);
             for (int64_t i = 0; i < j->m; i++) {
                 const float *xi = j->x + i * k, *si = j->sa + i * kb;
                 double acc = 0.0;
                 for (int64_t g = 0; g < ks; g++) {
-                    int64_t c0 = g * 32, len = k - c0 < 32 ? k - c0 : 32;
-                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[g / 4] * dsv4_e8m0_to_f32(sr[g]));
+                    int64_t c0 = g * G, len = k - c0 < G ? k - c0 : G;
+                    acc += dot_d(xi + c0, w + c0, len) * (double)(si[c0 / 128] * ws[g]);
                 }
                 j->y[i * W->n + r] = dsv4_round_bf16((float)acc);
             }
@@ -189,7 +242,7 @@ static int64_t row_grain(int64_t m, int64_t k)
 static int run_rows(dsv4_pool *pool, struct lin_job *j, dsv4_err *err)
 {
     int64_t k = j->W->k;
-    j->scratch = malloc((size_t)dsv4_pool_threads(pool) * (size_t)k * sizeof(float));
+    j->scratch = malloc((size_t)dsv4_pool_threads(pool) * (size_t)(k + k / 32 + 1) * sizeof(float));
     if (!j->scratch)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for weight-row scratch");
     dsv4_pool_for(pool, j->W->n, row_grain(j->m, k), lin_rows, j);
@@ -199,8 +252,8 @@ static int run_rows(dsv4_pool *pool, struct lin_job *j, dsv4_err *err)
 
 int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err)
 {
-    if (W->kind != DSV4_WT_FP8 && W->kind != DSV4_WT_FP4)
-        return dsv4_linear(pool, W, x, m, y, 1, err);
+    if (W->kind == DSV4_WT_NONE)
+        return dsv4_err_set(err, DSV4_E_BUG, "linear with an unbound weight");
     int64_t k = W->k, kb = (k + 127) / 128;
     float *q = malloc((size_t)(m * k + m * kb) * sizeof *q);
     uint8_t *codes = malloc((size_t)k);

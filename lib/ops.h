@@ -26,15 +26,21 @@ enum dsv4_wt_kind {
     DSV4_WT_FP8,     /* e4m3 [n, k] + E8M0 scales [ceil(n/128), ceil(k/128)] */
     DSV4_WT_FP4,     /* packed e2m1 [n, k/2] (low nibble = even k) + E8M0 [n, k/32] */
     DSV4_WT_BF16,    /* [n, k] */
-    DSV4_WT_F32      /* [n, k] */
+    DSV4_WT_F32,     /* [n, k] */
+    DSV4_WT_Q2,      /* 2-bit codes, 16 bytes per 64 k + QS8 scales [n, k/64] (quant.h) */
+    DSV4_WT_Q3       /* 3-bit codes, 12 bytes per 32 k + QS8 scales [n, k/32] (quant.h) */
 };
 
 typedef struct dsv4_wt {
     int kind;
     int64_t n, k;          /* logical rows (outputs) and columns (inputs) */
     const uint8_t *w;      /* borrowed */
-    const uint8_t *s;      /* scales (FP8/FP4), borrowed */
+    const uint8_t *s;      /* scales (FP8/FP4/Q2/Q3), borrowed */
 } dsv4_wt;
+
+/* Rows [r0, r0 + n) of W as a view of its own (for FP8, r0 must be a
+ * multiple of 128: the scale blocks span 128 rows). */
+dsv4_wt dsv4_wt_slice(const dsv4_wt *W, int64_t r0, int64_t n);
 
 /* Decode logical row r of W into out[k] (f32 values of the stored weight,
  * block scales applied; exact). */
@@ -43,7 +49,11 @@ void dsv4_wt_row(const dsv4_wt *W, int64_t r, float *out);
 /* y[m, n] = bf16( W x ) with the input quantised to e4m3 per 128 columns
  * (ARCH.md §3.2–3.4).  The products of codes are summed per 128-block (FP8)
  * or 32-group (FP4), scaled, and accumulated over k in double: the exact sum
- * the fixtures' f32 GEMM of dequantised operands rounds closest to.
+ * the fixtures' f32 GEMM of dequantised operands rounds closest to.  Q2 and
+ * Q3 weights (dsv4-quant) go the same way, their levels summed per block
+ * (64 or 32) against the input codes.  BF16 and F32 weights here are
+ * re-encodings of FP8 ones (dsv4-quant), so the input is quantised alike and
+ * the products summed per 128 columns: the same result up to rounding.
  * x: [m, W->k], y: [m, W->n] (no aliasing). */
 int dsv4_linear_q(dsv4_pool *pool, const dsv4_wt *W, const float *x, int64_t m, float *y, dsv4_err *err);
 

@@ -14,6 +14,9 @@ static const struct { const char *name; size_t size; } dtypes[DSV4_DT_COUNT] = {
     [DSV4_DT_I32] = { "I32", 4 },
     [DSV4_DT_I64] = { "I64", 8 },
     [DSV4_DT_U8] = { "U8", 1 },
+    [DSV4_DT_Q2] = { "Q2", 1 },
+    [DSV4_DT_Q3] = { "Q3", 1 },
+    [DSV4_DT_QS8] = { "QS8", 1 },
 };
 
 const char *dsv4_dtype_name(dsv4_dtype dt)

@@ -21,6 +21,12 @@ typedef enum dsv4_dtype {
     DSV4_DT_I32 = 7,
     DSV4_DT_I64 = 8,
     DSV4_DT_U8 = 9,
+    /* dsv4-quant's block formats (quant.h): byte containers like I8, shape
+     * [n, k/4] (Q2) or [n, 3k/8] (Q3) for a logical [n, k] matrix, with a
+     * sibling X.scale of QS8 bytes [n, k/64] (Q2) or [n, k/32] (Q3) */
+    DSV4_DT_Q2 = 10,
+    DSV4_DT_Q3 = 11,
+    DSV4_DT_QS8 = 12,
     DSV4_DT_COUNT
 } dsv4_dtype;
 
