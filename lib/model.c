@@ -97,6 +97,16 @@ static int pwrite_all(int fd, const void *p, size_t n, uint64_t off, dsv4_err *e
     return 0;
 }
 
+/* Readers that predate the re-encoded dtypes would only see an unknown dtype;
+ * the feature bit makes them say what the file needs instead. */
+static uint64_t incompat_of(const dsv4_tensor *const *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i]->dtype == DSV4_DT_Q2 || t[i]->dtype == DSV4_DT_Q3 || t[i]->dtype == DSV4_DT_QS8)
+            return DSV4_MODEL_INCOMPAT_QBLOCK;
+    return 0;
+}
+
 int dsv4_model_write(int fd, const dsv4_tensor *const *t, size_t n, const dsv4_blob *blobs, size_t nblobs,
                      dsv4_tensor_hook each, void *hctx, dsv4_progress_fn progress, void *pctx,
                      uint8_t fp_out[HASH], dsv4_err *err)
@@ -236,6 +246,7 @@ int dsv4_model_write(int fd, const dsv4_tensor *const *t, size_t n, const dsv4_b
     dsv4_le16_put(header + H_MAJOR, 1);
     dsv4_le16_put(header + H_MINOR, 0);
     dsv4_le32_put(header + H_HBYTES, H_SIZE);
+    dsv4_le64_put(header + H_INCOMPAT, incompat_of(t, n));
     dsv4_le64_put(header + H_FILE_BYTES, n ? off[n - 1] + t[n - 1]->nbytes : data_off);
     dsv4_le64_put(header + H_META_OFF, DSV4_MODEL_ALIGN);
     dsv4_le64_put(header + H_META_BYTES, meta.len);
@@ -302,9 +313,9 @@ int dsv4_model_open(dsv4_model **out, const char *path, dsv4_err *err)
     blake(dig, h, H_HEADER_HASH);
     if (memcmp(dig, h + H_HEADER_HASH, HASH))
         FAIL(DSV4_E_CHECKSUM, "'%s': header checksum mismatch (corrupted header)", path);
-    if (dsv4_le64_get(h + H_INCOMPAT))
+    if (dsv4_le64_get(h + H_INCOMPAT) & ~(uint64_t)DSV4_MODEL_INCOMPAT_KNOWN)
         FAIL(DSV4_E_VERSION, "'%s': uses incompatible features 0x%llx unknown to this build", path,
-             (unsigned long long)dsv4_le64_get(h + H_INCOMPAT));
+             (unsigned long long)(dsv4_le64_get(h + H_INCOMPAT) & ~(uint64_t)DSV4_MODEL_INCOMPAT_KNOWN));
     meta_off = dsv4_le64_get(h + H_META_OFF);
     meta_bytes = dsv4_le64_get(h + H_META_BYTES);
     data_off = dsv4_le64_get(h + H_DATA_OFF);

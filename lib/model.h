@@ -22,6 +22,10 @@
 
 #define DSV4_MODEL_ALIGN 4096
 #define DSV4_FINGERPRINT_BYTES 32
+/* incompat_features bits (dsv4-model(5)): a reader refuses a file with a bit
+ * it does not know. */
+#define DSV4_MODEL_INCOMPAT_QBLOCK 1u   /* tensors in the Q2/Q3 block formats */
+#define DSV4_MODEL_INCOMPAT_KNOWN  DSV4_MODEL_INCOMPAT_QBLOCK
 
 typedef struct dsv4_model dsv4_model;
 

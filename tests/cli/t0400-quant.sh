@@ -79,6 +79,11 @@ dsv4-quant -q -R experts-q2 tiny.dsv4 - > q2-stdout.dsv4 2>err
 cmp -s q2-stdout.dsv4 q2.dsv4 && ok "'-' writes the same file to stdout" || bad "stdout output differs"
 dsv4-quant -q -R experts-q2 tiny.dsv4 - 2>err | cat > /dev/null
 grep_err "regular file" "'-' refuses a pipe"
+# the header's incompat_features: bit 0x1 marks Q2/Q3 tensors (dsv4-model(5))
+incompat() { od -A n -t u8 -j 16 -N 8 "$1" | tr -d ' '; }
+[ "$(incompat q2.dsv4)" = 1 ] && ok "Q2 output sets incompat bit 0x1" || bad "Q2 output incompat = $(incompat q2.dsv4)"
+[ "$(incompat tiny.dsv4)" = 0 ] && ok "a converted file sets no incompat bit" || bad "tiny.dsv4 incompat = $(incompat tiny.dsv4)"
+[ "$(incompat bf.dsv4)" = 0 ] && ok "BF16 re-encoding needs no incompat bit" || bad "bf.dsv4 incompat = $(incompat bf.dsv4)"
 # requantising a quantised file works (from its dequantised values)
 expect 0 "Q3 file to Q2" -- dsv4-quant -q -r '*.experts.*.weight=Q2' q3.dsv4 q3q2.dsv4
 expect 0 "the requantised file runs" -- dsv4-prefill -q -m q3q2.dsv4 -i ids.txt --logits ll.f32

@@ -750,7 +750,7 @@ TEST(versions)
     m = NULL;
     memcpy(f, keep, 256);
     /* ... incompat ones are not */
-    dsv4_le64_put(f + 16, 0x1);
+    dsv4_le64_put(f + 16, 0x2);   /* 0x1 (Q2/Q3 tensors) is known */
     rehash(f, len);
     CHECK(write_all(bad, f, len));
     CHECK(open_fails(bad, DSV4_E_VERSION, "incompatible features"));
