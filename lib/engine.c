@@ -77,20 +77,13 @@ static dsv4_wt mat(struct binder *b, const char *pre, const char *name, int64_t 
     w.n = n;
     w.k = k;
     w.w = t->data;
-    int64_t numel = dsv4_tensor_numel(t);
-    switch (t->dtype) {
-    case DSV4_DT_F8_E4M3: w.kind = DSV4_WT_FP8; break;
-    case DSV4_DT_I8:      w.kind = DSV4_WT_FP4; numel *= 2; break;
-    case DSV4_DT_BF16:    w.kind = DSV4_WT_BF16; break;
-    case DSV4_DT_F32:     w.kind = DSV4_WT_F32; break;
-    case DSV4_DT_Q2:      w.kind = DSV4_WT_Q2; numel *= 4; break;
-    case DSV4_DT_Q3:      w.kind = DSV4_WT_Q3; numel = numel * 8 / 3; break;
-    default:
+    w.kind = dsv4_wt_kind_of(t->dtype);
+    if (w.kind == DSV4_WT_NONE) {
         b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s has unsupported dtype %s", full,
                              dsv4_dtype_name(t->dtype));
         return w;
     }
-    if (numel != n * k || t->ndim != 2 || t->shape[0] != n) {
+    if (t->ndim != 2 || t->shape[0] != n || dsv4_wt_cols(w.kind, t->shape[1]) != k) {
         b->rc = dsv4_err_set(b->err, DSV4_E_MISMATCH, "tensor %s does not have the [%lld, %lld] shape the config implies",
                              full, (long long)n, (long long)k);
         return w;

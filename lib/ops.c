@@ -17,6 +17,29 @@ static int is_q(const dsv4_wt *W)
     return W->kind == DSV4_WT_Q2 || W->kind == DSV4_WT_Q3;
 }
 
+int dsv4_wt_kind_of(dsv4_dtype dt)
+{
+    switch (dt) {
+    case DSV4_DT_F8_E4M3: return DSV4_WT_FP8;
+    case DSV4_DT_I8:      return DSV4_WT_FP4;
+    case DSV4_DT_BF16:    return DSV4_WT_BF16;
+    case DSV4_DT_F32:     return DSV4_WT_F32;
+    case DSV4_DT_Q2:      return DSV4_WT_Q2;
+    case DSV4_DT_Q3:      return DSV4_WT_Q3;
+    default:              return DSV4_WT_NONE;
+    }
+}
+
+int64_t dsv4_wt_cols(int kind, int64_t stored_cols)
+{
+    switch (kind) {
+    case DSV4_WT_FP4: return stored_cols * 2;
+    case DSV4_WT_Q2:  return stored_cols * 4;
+    case DSV4_WT_Q3:  return stored_cols * 8 / 3;
+    default:          return stored_cols;
+    }
+}
+
 dsv4_wt dsv4_wt_slice(const dsv4_wt *W, int64_t r0, int64_t n)
 {
     dsv4_wt v = *W;

@@ -38,6 +38,13 @@ typedef struct dsv4_wt {
     const uint8_t *s;      /* scales (FP8/FP4/Q2/Q3), borrowed */
 } dsv4_wt;
 
+/* The kind a weight stored as dt is computed as; DSV4_WT_NONE for a dtype
+ * that is no weight encoding (scales, integers). */
+int dsv4_wt_kind_of(dsv4_dtype dt);
+/* Logical columns k of a 2-D weight of that kind with stored_cols columns
+ * (FP4 packs 2 values per byte, Q2 4, Q3 8 per 3 bytes). */
+int64_t dsv4_wt_cols(int kind, int64_t stored_cols);
+
 /* Rows [r0, r0 + n) of W as a view of its own (for FP8, r0 must be a
  * multiple of 128: the scale blocks span 128 rows). */
 dsv4_wt dsv4_wt_slice(const dsv4_wt *W, int64_t r0, int64_t n);

@@ -177,13 +177,10 @@ static int source_kind(const struct names *nm, size_t i, size_t *scale, int64_t 
     scale_name(t->name, sn, sizeof sn);
     if ((*scale = find_name(nm, sn)) == SIZE_MAX)
         return 0;
+    int kind = dsv4_wt_kind_of(t->dtype);
     *n = t->shape[0];
-    switch (t->dtype) {
-    case DSV4_DT_F8_E4M3: *k = t->shape[1]; return DSV4_WT_FP8;
-    case DSV4_DT_I8:      *k = t->shape[1] * 2; return DSV4_WT_FP4;
-    case DSV4_DT_Q2:      *k = t->shape[1] * 4; return DSV4_WT_Q2;
-    default:              *k = t->shape[1] * 8 / 3; return DSV4_WT_Q3;
-    }
+    *k = dsv4_wt_cols(kind, t->shape[1]);
+    return kind;
 }
 
 static int qfmt_of(int target)
@@ -479,14 +476,7 @@ static int encode(struct writer *wr, const dsv4_qitem *it, size_t w)
     j.src.k = k;
     j.src.w = t->data;
     j.src.s = sc != SIZE_MAX ? p->in[sc]->data : NULL;
-    switch (t->dtype) {
-    case DSV4_DT_F8_E4M3: j.src.kind = DSV4_WT_FP8; break;
-    case DSV4_DT_I8:      j.src.kind = DSV4_WT_FP4; break;
-    case DSV4_DT_Q2:      j.src.kind = DSV4_WT_Q2; break;
-    case DSV4_DT_Q3:      j.src.kind = DSV4_WT_Q3; break;
-    case DSV4_DT_BF16:    j.src.kind = DSV4_WT_BF16; break;
-    default:              j.src.kind = DSV4_WT_F32;
-    }
+    j.src.kind = dsv4_wt_kind_of(t->dtype);
     uint64_t cb = it->target == DSV4_QT_BF16 ? (uint64_t)(n * k) * 2
                 : (uint64_t)n * (uint64_t)(k / dsv4_qfmt_get(qfmt_of(it->target))->block) *
                   (uint64_t)dsv4_qfmt_get(qfmt_of(it->target))->block_bytes;
