@@ -23,14 +23,8 @@ void dsv4_tok_ids_release(dsv4_tok_ids *ids)
 
 int dsv4_tok_ids_push(dsv4_tok_ids *ids, uint32_t id)
 {
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 256;
-        uint32_t *v = realloc(ids->v, cap * sizeof *v);
-        if (!v)
-            return DSV4_E_NOMEM;
-        ids->v = v;
-        ids->cap = cap;
-    }
+    if (dsv4_grow((void **)&ids->v, &ids->cap, ids->n, sizeof *ids->v))
+        return DSV4_E_NOMEM;
     ids->v[ids->n++] = id;
     return 0;
 }
