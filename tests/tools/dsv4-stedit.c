@@ -8,23 +8,12 @@
  * tensor's data is its old bytes cut or zero-padded to the new size, so the
  * result is a well-formed file whose only flaw is the edit. */
 #include "safetensors.h"
+#include "tool.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dsv4-stedit: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 int main(int argc, char **argv)
 {

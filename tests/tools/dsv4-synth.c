@@ -15,6 +15,7 @@
 #include "json.h"
 #include "safetensors.h"
 #include "version.h"
+#include "tool.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -57,18 +58,6 @@ static const char common_cfg[] =
     "\"eos_token_id\": 1, \"tie_word_embeddings\": false, \"expert_dtype\": \"fp4\", "
     "\"quantization_config\": {\"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\", \"quant_method\": \"fp8\", "
     "\"scale_fmt\": \"ue8m0\", \"weight_block_size\": [128, 128]}";
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dsv4-synth: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 /* splitmix64: fast, seedable, good enough for random weights */
 static uint64_t rng_next(uint64_t *s)

@@ -19,6 +19,7 @@
 #include "model.h"
 #include "safetensors.h"
 #include "version.h"
+#include "tool.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -26,18 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dsv4-tcorrupt: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 /* Print "OFF NBYTES" after checking that the file holds t's bytes at off. */
 static void print_checked(const char *path, const dsv4_tensor *t, uint64_t off)

@@ -14,23 +14,12 @@
 #include "model.h"
 #include "safetensors.h"
 #include "version.h"
+#include "tool.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("dsv4-tdequant: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
 
 static int same_layout(const dsv4_tensor *a, const dsv4_tensor *b)
 {
