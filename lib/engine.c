@@ -516,6 +516,18 @@ int dsv4_forward(dsv4_engine *e, dsv4_kvstate *s, const uint32_t *tokens, int64_
     return rc;
 }
 
+int dsv4_engine_logits(dsv4_engine *e, const float *hidden, int64_t n, float *logits, dsv4_err *err)
+{
+    float *u = malloc((size_t)(n * e->c.dim) * sizeof *u);
+    if (!u)
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    int rc = hc_head(e, &e->hc_head, e->norm, hidden, n, u, err);
+    if (!rc)
+        rc = head_logits(e, u, n, DSV4_LOGITS_ALL, logits, err);
+    free(u);
+    return rc;
+}
+
 int dsv4_mtp_forward(dsv4_engine *e, dsv4_kvstate *s, const float *hidden, const uint32_t *next_tokens,
                      int64_t n, int logits_mode, float *logits, dsv4_err *err)
 {

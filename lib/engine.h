@@ -50,6 +50,12 @@ enum dsv4_logits_mode {
 int dsv4_forward(dsv4_engine *e, dsv4_kvstate *s, const uint32_t *tokens, int64_t n, int logits_mode,
                  float *logits, float *hidden, dsv4_err *err);
 
+/* The logits of n positions from their last-layer residual streams
+ * hidden[n, hc_mult, dim] (what dsv4_forward returns in hidden): the same
+ * values, bit for bit, as dsv4_forward's logits for those positions.
+ * logits: [n, vocab]. */
+int dsv4_engine_logits(dsv4_engine *e, const float *hidden, int64_t n, float *logits, dsv4_err *err);
+
 /* MTP draft block (ARCH.md §7) at positions s->n_mtp ...: row i combines the
  * backbone's last-layer streams hidden[i] (of position s->n_mtp + i) with
  * the embedding of next_tokens[i]; logits: [n, vocab] or the last row. */
