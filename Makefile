@@ -49,7 +49,7 @@ LIBA      = lib/libdsv4.a
 
 CMD_SRC   = $(sort $(wildcard cmd/dsv4-*.c))
 PROGS     = $(CMD_SRC:cmd/%.c=bin/%)
-CLI_OBJ   = build/cmd/cli.o
+CLI_OBJ   = build/cmd/cli.o build/cmd/run.o
 TOOL_SRC  = $(sort $(wildcard tests/tools/*.c))
 TOOLS     = $(TOOL_SRC:tests/tools/%.c=build/tools/%)
 UNIT_SRC  = $(sort $(wildcard tests/unit/test_*.c))

@@ -1,6 +1,7 @@
 /* dsv4-prefill — run a token stream through the model in chunks and report
  * the logits and the KV state it built (see dsv4-prefill(1), dsv4-tokens(5)). */
 #include "cli.h"
+#include "run.h"
 #include "buf.h"
 #include "engine.h"
 #include "kvstate.h"
@@ -15,22 +16,28 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: dsv4-prefill [-qvf] -m MODEL.dsv4 [-i TOKENS|-] [--chunk N] [--threads N]\n"
-    "                    [--kv bf16|compact] [--logits FILE] [--logits-all FILE]";
+    "usage: dsv4-prefill [-qvf] -m MODEL.dsv4 [-i TOKENS|-] [-r SNAP|-] [-o SNAP|-] [--chunk N]\n"
+    "                    [--threads N] [--kv bf16|compact] [--logits FILE] [--logits-all FILE]";
 
 static const char help[] =
     "\n"
-    "Run a token stream (binary or text, see dsv4-tokens(5)) through the model from\n"
-    "position 0, in chunks, building the KV state; optionally write the logits.\n"
-    "Saving the KV state as a snapshot comes with the snapshot format; until then the\n"
-    "state is measured (printed in the summary) and discarded.\n"
+    "Run a token stream (binary or text, see dsv4-tokens(5)) through the model in\n"
+    "chunks, building the KV state, from position 0 or after the state of a snapshot\n"
+    "(-r); save the state as a snapshot (-o, dsv4-snapshot(5)); optionally write\n"
+    "the logits.\n"
     "\n"
     "  -m, --model=FILE       model file (.dsv4) to run\n"
     "  -i, --input=FILE       token stream to read, '-' for standard input [-]\n"
+    "  -r, --resume=SNAP      extend this snapshot: the tokens continue after the ones\n"
+    "                         it holds; '-' for standard input; refused if it was\n"
+    "                         made with another model\n"
+    "  -o, --output=SNAP      write the KV state as a snapshot; '-' for standard\n"
+    "                         output; may name the -r snapshot to update it\n"
     "      --chunk=N          tokens per forward pass [256]; results do not depend on it\n"
     "      --threads=N        worker threads, 0 = one per CPU [0]; results do not depend on it\n"
     "      --kv=LAYOUT        KV layout: bf16 (the reference numerics) or compact\n"
-    "                         (FP8/FP4 entries, QAT numerics) [bf16]\n"
+    "                         (FP8/FP4 entries, QAT numerics) [bf16; with -r: the\n"
+    "                         snapshot's]\n"
     "      --logits=FILE      write the last position's logits: vocab_size little-endian\n"
     "                         float32 values; '-' for standard output\n"
     "      --logits-all=FILE  write every position's logits: tokens x vocab_size\n"
@@ -44,16 +51,20 @@ static const char help[] =
     "  -V, --version          show versions and build facts\n"
     "\n"
     "At the end a summary goes to standard error: tokens, seconds, tokens per second,\n"
-    "the KV layout and its size in bytes.\n"
+    "the KV layout and its size in bytes, and the snapshot's size (raw and written).\n"
     "\n"
     "Exit status: 0 success, 1 runtime error (unreadable or invalid input, a token\n"
-    "stream made for another tokenizer, an id out of range, I/O error), 2 usage error.\n";
+    "stream made for another tokenizer, an id out of range, an empty token stream\n"
+    "with -r or -o, a snapshot that is damaged or made with another model, a context\n"
+    "beyond the model's limit, I/O error), 2 usage error.\n";
 
 enum { OPT_CHUNK = CLI_OPT_FIRST_PRIVATE, OPT_THREADS, OPT_KV, OPT_LOGITS, OPT_LOGITS_ALL };
 
 static const struct option longopts[] = {
     { "model", required_argument, NULL, 'm' },
     { "input", required_argument, NULL, 'i' },
+    { "resume", required_argument, NULL, 'r' },
+    { "output", required_argument, NULL, 'o' },
     { "chunk", required_argument, NULL, OPT_CHUNK },
     { "threads", required_argument, NULL, OPT_THREADS },
     { "kv", required_argument, NULL, OPT_KV },
@@ -64,9 +75,9 @@ static const struct option longopts[] = {
 };
 
 struct opts {
-    const char *model, *input, *logits, *logits_all;
+    const char *model, *input, *logits, *logits_all, *resume, *output;
     int64_t chunk;
-    int threads, compact;
+    int threads, compact, kv_given;
 };
 
 static double now_s(void)
@@ -74,17 +85,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void human_bytes(char *out, size_t cap, double b)
-{
-    static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-    int i = 0;
-    while (b >= 1024 && i < 4) {
-        b /= 1024;
-        i++;
-    }
-    snprintf(out, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
 static int is_std(const char *path) { return !path || !strcmp(path, "-"); }
@@ -137,10 +137,12 @@ static int check_tokenizer(const dsv4_model *m, const char *model_path, const ch
     return 0;
 }
 
-static int open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, dsv4_err *err)
+/* replace: path may exist without --force (it is the snapshot being updated). */
+static int open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, int replace,
+                       dsv4_err *err)
 {
     int rc;
-    if (!is_std(path) && !cli->force && access(path, F_OK) == 0)
+    if (!is_std(path) && !cli->force && !replace && access(path, F_OK) == 0)
         return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", path);
     if (is_std(path) && !cli->force && isatty(STDOUT_FILENO))
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: standard output is a terminal; give a file, a pipe, "
@@ -153,29 +155,42 @@ static int open_output(struct cli *cli, struct cli_out *o, const char *path, con
 static int prefill(struct cli *cli, const struct opts *op)
 {
     dsv4_err err = DSV4_ERR_INIT;
-    dsv4_model *m = NULL;
-    dsv4_engine *e = NULL;
-    dsv4_kvstate *s = NULL;
+    struct run r;
     dsv4_toks_vec v = DSV4_TOKS_VEC_INIT;
     dsv4_toks_info info;
-    struct cli_out out_last, out_all;
-    int have_last = 0, have_all = 0, rc, code = CLI_EXIT_FAIL;
+    dsv4_snap_stats st;
+    struct cli_out out_last, out_all, out_snap;
+    int have_last = 0, have_all = 0, have_snap = 0, rc, code = CLI_EXIT_FAIL;
     const char *in_name = is_std(op->input) ? NULL : op->input;   /* NULL: stdin */
     const char *last_name = op->logits && !is_std(op->logits) ? op->logits : "standard output";
     const char *all_name = op->logits_all && !is_std(op->logits_all) ? op->logits_all : "standard output";
     float *logits = NULL;
     FILE *in = NULL;
     double t0, secs;
-    char label[64], hb[32], in_q[512];
-    int64_t V, n, done;
+    char label[64], hb[32], in_q[512], snap_q[512];
+    int64_t V, n, done, before = 0;
 
     if (in_name)
         snprintf(in_q, sizeof in_q, "'%s'", in_name);
     else
         snprintf(in_q, sizeof in_q, "standard input");
-    if ((rc = dsv4_model_open(&m, op->model, &err)))
+    if ((rc = run_open(&r, op->model, op->threads, &err)))
         goto out;
-    V = dsv4_model_config(m)->vocab_size;
+    V = r.c->vocab_size;
+
+    /* the state to extend first: a damaged or foreign snapshot stops us before any token is read */
+    if (op->resume) {
+        run_label(op->resume, snap_q, sizeof snap_q);
+        if ((rc = run_resume(cli, &r, op->resume, &err)))
+            goto out;
+        before = r.s->n_tokens;
+        if (op->kv_given && op->compact != r.s->compact) {
+            rc = dsv4_err_set(&err, DSV4_E_MISMATCH, "%s holds a %s KV state; --kv %s cannot extend it", snap_q,
+                              r.s->compact ? "compact" : "bf16", op->compact ? "compact" : "bf16");
+            goto out;
+        }
+    } else if ((rc = run_fresh(&r, op->compact, &err)))
+        goto out;
 
     /* the tokens: all of them first, for the total and to check them before any work */
     if ((rc = cli_open_in(cli, op->input, 1, &in, &err)))
@@ -185,27 +200,20 @@ static int prefill(struct cli *cli, const struct opts *op)
         fclose(in);
     if (rc && !in_name)
         dsv4_err_prefix(&err, "standard input");
-    if (rc || (rc = check_tokenizer(m, op->model, in_q, &info, cli, &err)))
+    if (rc || (rc = check_tokenizer(r.m, op->model, in_q, &info, cli, &err)))
         goto out;
     n = (int64_t)v.n;
-    if (n > dsv4_model_config(m)->max_position) {
-        rc = dsv4_err_set(&err, DSV4_E_RANGE, "%s: %lld tokens are more than the model's "
+    if (before + n > r.c->max_position) {
+        rc = dsv4_err_set(&err, DSV4_E_RANGE, "%s: %lld tokens%s are more than the model's "
                           "max_position_embeddings %lld", in_q, (long long)n,
-                          (long long)dsv4_model_config(m)->max_position);
+                          before ? " after the snapshot's" : "", (long long)r.c->max_position);
         goto out;
     }
-    if (n == 0 && op->logits) {
-        rc = dsv4_err_set(&err, DSV4_E_INVALID, "%s holds no tokens: there are no last logits to write",
-                          in_q);
+    if (n == 0 && (op->logits || op->resume || op->output)) {
+        rc = dsv4_err_set(&err, DSV4_E_INVALID, "%s holds no tokens: %s", in_q,
+                          op->logits ? "there are no last logits to write" : "there is nothing to run");
         goto out;
     }
-
-    if ((rc = dsv4_engine_open_model(&e, m, op->threads, &err))) {
-        dsv4_err_prefix(&err, "'%s'", op->model);
-        goto out;
-    }
-    if ((rc = dsv4_kv_new(&s, dsv4_model_config(m), op->compact, &err)))
-        goto out;
     {
         int64_t rows = op->logits_all ? (op->chunk < n ? op->chunk : n) : 1;
         if (rows < 1)
@@ -217,14 +225,20 @@ static int prefill(struct cli *cli, const struct opts *op)
         }
     }
     if (op->logits) {
-        if ((rc = open_output(cli, &out_last, op->logits, "--logits", &err)))
+        if ((rc = open_output(cli, &out_last, op->logits, "--logits", 0, &err)))
             goto out;
         have_last = 1;
     }
     if (op->logits_all) {
-        if ((rc = open_output(cli, &out_all, op->logits_all, "--logits-all", &err)))
+        if ((rc = open_output(cli, &out_all, op->logits_all, "--logits-all", 0, &err)))
             goto out;
         have_all = 1;
+    }
+    if (op->output) {
+        int same = op->resume && !is_std(op->resume) && !is_std(op->output) && !strcmp(op->resume, op->output);
+        if ((rc = open_output(cli, &out_snap, op->output, "-o", same, &err)))
+            goto out;
+        have_snap = 1;
     }
 
     t0 = now_s();
@@ -233,7 +247,7 @@ static int prefill(struct cli *cli, const struct opts *op)
         int64_t k = n - done < op->chunk ? n - done : op->chunk;
         int last = done + k == n;
         int mode = op->logits_all ? DSV4_LOGITS_ALL : op->logits && last ? DSV4_LOGITS_LAST : DSV4_LOGITS_NONE;
-        if ((rc = dsv4_forward(e, s, v.ids + done, k, mode, mode ? logits : NULL, NULL, &err))) {
+        if ((rc = run_forward(&r, v.ids + done, k, mode, mode ? logits : NULL, &err))) {
             cli_progress_end(cli);
             dsv4_err_prefix(&err, "%s: tokens %lld..%lld", in_q, (long long)done, (long long)(done + k - 1));
             goto out;
@@ -252,6 +266,8 @@ static int prefill(struct cli *cli, const struct opts *op)
     cli_progress_end(cli);
     secs = now_s() - t0;
 
+    if (have_snap && (rc = run_save(cli, &r, &out_snap, &st, &err)))
+        goto out;
     if (have_last) {
         have_last = 0;
         if ((rc = cli_out_commit(&out_last, &err)))
@@ -262,40 +278,56 @@ static int prefill(struct cli *cli, const struct opts *op)
         if ((rc = cli_out_commit(&out_all, &err)))
             goto out;
     }
-    human_bytes(hb, sizeof hb, (double)dsv4_kv_bytes(s));
+    if (have_snap) {
+        have_snap = 0;
+        if ((rc = cli_out_commit(&out_snap, &err)))
+            goto out;
+    }
+    run_human_bytes(hb, sizeof hb, (double)dsv4_kv_bytes(r.s));
     cli_warn(cli, "%lld tokens in %.3f s (%.1f tokens/s); KV %s: %llu bytes (%s), %.1f bytes/token",
-             (long long)n, secs, secs > 0 ? (double)n / secs : 0.0, op->compact ? "compact" : "bf16",
-             (unsigned long long)dsv4_kv_bytes(s), hb, dsv4_kv_bytes_per_token(s));
+             (long long)n, secs, secs > 0 ? (double)n / secs : 0.0, r.s->compact ? "compact" : "bf16",
+             (unsigned long long)dsv4_kv_bytes(r.s), hb, dsv4_kv_bytes_per_token(r.s));
+    if (op->output) {
+        run_human_bytes(hb, sizeof hb, (double)st.stream_bytes);
+        cli_warn(cli, "snapshot %s%s%s: %lld tokens (%lld resumed), %llu bytes raw, %llu written (%s, %.1f "
+                 "bytes/token)", is_std(op->output) ? "" : "'", is_std(op->output) ? "to standard output" :
+                 op->output, is_std(op->output) ? "" : "'", (long long)r.s->n_tokens, (long long)before,
+                 (unsigned long long)st.raw, (unsigned long long)st.stream_bytes, hb,
+                 (double)st.stream_bytes / (double)r.s->n_tokens);
+    }
     code = CLI_EXIT_OK;
 out:
     if (have_last)
         cli_out_abort(&out_last);
     if (have_all)
         cli_out_abort(&out_all);
+    if (have_snap)
+        cli_out_abort(&out_snap);
     if (code != CLI_EXIT_OK)
         cli_fail(cli, &err);
     free(logits);
-    dsv4_kv_free(s);
-    dsv4_engine_close(e);
+    run_close(&r);
     dsv4_toks_vec_release(&v);
-    dsv4_model_close(m);
     return code;
 }
 
 int main(int argc, char **argv)
 {
     struct cli cli;
-    struct opts op = { NULL, NULL, NULL, NULL, 256, 0, 0 };
+    struct opts op = { NULL, NULL, NULL, NULL, NULL, NULL, 256, 0, 0, 0 };
     int c;
     cli_init(&cli, "dsv4-prefill", usage, help, longopts,
-             "model=FILE.dsv4 input=FILE chunk=N threads=N kv=LAYOUT logits=FILE logits-all=FILE");
-    while ((c = getopt_long(argc, argv, "m:i:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+             "model=FILE.dsv4 input=FILE resume=FILE.kv output=FILE.kv chunk=N threads=N kv=LAYOUT logits=FILE logits-all=FILE");
+    while ((c = getopt_long(argc, argv, "m:i:r:o:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case 'm': op.model = optarg; break;
         case 'i': op.input = optarg; break;
+        case 'r': op.resume = optarg; break;
+        case 'o': op.output = optarg; break;
         case OPT_CHUNK: op.chunk = cli_parse_int(&cli, "--chunk", optarg, 1, 1 << 20); break;
         case OPT_THREADS: op.threads = (int)cli_parse_int(&cli, "--threads", optarg, 0, 4096); break;
         case OPT_KV:
+            op.kv_given = 1;
             if (!strcmp(optarg, "bf16"))
                 op.compact = 0;
             else if (!strcmp(optarg, "compact"))
@@ -314,6 +346,14 @@ int main(int argc, char **argv)
         cli_usage_error(&cli, "unexpected argument '%s' (the token stream is given with -i)", argv[optind]);
     if (!op.model)
         cli_usage_error(&cli, "missing model: give -m MODEL.dsv4");
+    if (op.resume && is_std(op.resume) && is_std(op.input))
+        cli_usage_error(&cli, "-r - and the token stream cannot both come from standard input (give -i FILE)");
+    if (op.output && is_std(op.output) && ((op.logits && is_std(op.logits)) ||
+                                           (op.logits_all && is_std(op.logits_all))))
+        cli_usage_error(&cli, "-o - and the logits cannot both go to standard output");
+    if (op.output && !is_std(op.output) && ((op.logits && !strcmp(op.logits, op.output)) ||
+                                            (op.logits_all && !strcmp(op.logits_all, op.output))))
+        cli_usage_error(&cli, "-o and a logits option name the same file '%s'", op.output);
     if (op.logits && op.logits_all) {
         if (is_std(op.logits) && is_std(op.logits_all))
             cli_usage_error(&cli, "--logits and --logits-all cannot both go to standard output");

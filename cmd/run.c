@@ -1,0 +1,150 @@
+/* run — model, state and snapshots shared by dsv4-prefill and dsv4-decode
+ * (see run.h). */
+#include "run.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int is_std(const char *p) { return !p || !strcmp(p, "-"); }
+
+void run_label(const char *path, char *out, size_t cap)
+{
+    if (is_std(path))
+        snprintf(out, cap, "standard input");
+    else
+        snprintf(out, cap, "'%s'", path);
+}
+
+int run_open(struct run *r, const char *model_path, int threads, dsv4_err *err)
+{
+    int rc;
+    memset(r, 0, sizeof *r);
+    r->model_path = model_path;
+    if ((rc = dsv4_model_open(&r->m, model_path, err)))
+        return rc;
+    r->c = dsv4_model_config(r->m);
+    if ((rc = dsv4_engine_open_model(&r->e, r->m, threads, err)))
+        return dsv4_err_prefix(err, "'%s'", model_path);
+    return 0;
+}
+
+int run_fresh(struct run *r, int compact, dsv4_err *err)
+{
+    return dsv4_kv_new(&r->s, r->c, compact, err);
+}
+
+struct progress {
+    struct cli *cli;
+    const char *label;
+};
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    struct progress *p = ctx;
+    cli_progress(p->cli, p->label, done, total);
+}
+
+int run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err)
+{
+    char label[512];
+    FILE *f = NULL;
+    dsv4_snap sn = DSV4_SNAP_INIT;
+    dsv4_snap_ropts o = DSV4_SNAP_ROPTS_INIT;
+    struct progress pr = { cli, "reading snapshot (bytes)" };
+    int rc;
+    run_label(path, label, sizeof label);
+    if ((rc = cli_open_in(cli, path, 1, &f, err)))
+        return is_std(path) ? dsv4_err_prefix(err, "-r") : rc;
+    o.name = label;
+    o.fingerprint = dsv4_model_fingerprint(r->m);
+    o.config = r->c;
+    o.want_eof = !is_std(path);
+    o.progress = on_progress;
+    o.progress_ctx = &pr;
+    rc = dsv4_snap_read(fileno(f), &o, &sn, NULL, err);
+    cli_progress_end(cli);
+    if (f != stdin)
+        fclose(f);
+    if (rc) {
+        if (rc == DSV4_E_MISMATCH)
+            dsv4_err_prefix(err, "model '%s'", r->model_path);
+        return rc;
+    }
+    dsv4_kv_free(r->s);
+    dsv4_toks_vec_release(&r->toks);
+    free(r->hidden);
+    r->s = sn.kv;
+    r->hidden = sn.hidden;
+    r->toks.ids = sn.tokens;
+    r->toks.n = r->toks.cap = (size_t)sn.info.n_tokens;
+    return 0;
+}
+
+int run_forward(struct run *r, const uint32_t *ids, int64_t n, int logits_mode, float *logits, dsv4_err *err)
+{
+    int64_t HD = r->c->hc_mult * r->c->dim;
+    int rc;
+    if (n > r->hcap) {
+        float *h = realloc(r->hbuf, (size_t)(n * HD) * sizeof *h);
+        if (!h)
+            return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for %lld tokens", (long long)n);
+        r->hbuf = h;
+        r->hcap = n;
+    }
+    if (!r->hidden && !(r->hidden = malloc((size_t)HD * sizeof *r->hidden)))
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    if (dsv4_toks_vec_reserve(&r->toks, (size_t)n))
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for %lld token ids", (long long)n);
+    if ((rc = dsv4_forward(r->e, r->s, ids, n, logits_mode, logits, r->hbuf, err)))
+        return rc;
+    memcpy(r->hidden, r->hbuf + (n - 1) * HD, (size_t)HD * sizeof *r->hidden);
+    memcpy(r->toks.ids + r->toks.n, ids, (size_t)n * sizeof *ids);
+    r->toks.n += (size_t)n;
+    return 0;
+}
+
+int run_last_logits(struct run *r, float *logits, dsv4_err *err)
+{
+    if (!r->s->n_tokens || !r->hidden)
+        return dsv4_err_set(err, DSV4_E_INVALID, "the state holds no tokens: there is nothing to continue from");
+    return dsv4_engine_logits(r->e, r->hidden, 1, logits, err);
+}
+
+int run_save(struct cli *cli, struct run *r, struct cli_out *o, dsv4_snap_stats *st, dsv4_err *err)
+{
+    char name[512];
+    struct progress pr = { cli, "writing snapshot (bytes)" };
+    dsv4_snap_wopts w = DSV4_SNAP_WOPTS_INIT;
+    int rc;
+    snprintf(name, sizeof name, o->path ? "'%s'" : "%s", o->path ? o->path : "standard output");
+    fflush(o->f);
+    w.name = name;
+    w.progress = on_progress;
+    w.progress_ctx = &pr;
+    rc = dsv4_snap_write(o->fd, r->c, dsv4_model_fingerprint(r->m), r->s, r->toks.ids, r->hidden, &w, st, err);
+    cli_progress_end(cli);
+    return rc;
+}
+
+void run_human_bytes(char *out, size_t cap, double b)
+{
+    static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    int i = 0;
+    while (b >= 1024 && i < 4) {
+        b /= 1024;
+        i++;
+    }
+    snprintf(out, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}
+
+void run_close(struct run *r)
+{
+    dsv4_kv_free(r->s);
+    dsv4_toks_vec_release(&r->toks);
+    free(r->hidden);
+    free(r->hbuf);
+    dsv4_engine_close(r->e);
+    dsv4_model_close(r->m);
+    memset(r, 0, sizeof *r);
+}
