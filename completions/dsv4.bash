@@ -39,6 +39,28 @@ _dsv4() {
         fi
         _dsv4_files '*.dsv4'
         ;;
+    dsv4-decode)
+        case $prev in
+        -m|--model) _dsv4_files '*.dsv4'; return ;;
+        -r|--resume) _dsv4_files '-'; return ;;
+        -n|--tokens) return ;;
+        -o|--output) _dsv4_files '-'; return ;;
+        --temperature) return ;;
+        --top-p) return ;;
+        --top-k) return ;;
+        --min-p) return ;;
+        --seed) return ;;
+        --stop) return ;;
+        --format) return ;;
+        --logits) _dsv4_files '-'; return ;;
+        --threads) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W '--model -m --resume -r --tokens -n --output -o --temperature --top-p --top-k --min-p --seed --stop --ignore-eos --format --logits --threads --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            return
+        fi
+        _dsv4_files '-'
+        ;;
     dsv4-dsml)
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
@@ -65,6 +87,8 @@ _dsv4() {
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
         -i|--input) _dsv4_files '-'; return ;;
+        -r|--resume) _dsv4_files '-'; return ;;
+        -o|--output) _dsv4_files '-'; return ;;
         --chunk) return ;;
         --threads) return ;;
         --kv) return ;;
@@ -72,7 +96,7 @@ _dsv4() {
         --logits-all) _dsv4_files '-'; return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '--model -m --input -i --chunk --threads --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            COMPREPLY=($(compgen -W '--model -m --input -i --resume -r --output -o --chunk --threads --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
             return
         fi
         _dsv4_files '-'
@@ -91,4 +115,4 @@ _dsv4() {
         ;;
     esac
 }
-complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-prefill dsv4-quant
+complete -F _dsv4 dsv4-convert dsv4-decode dsv4-dsml dsv4-prefill dsv4-quant
