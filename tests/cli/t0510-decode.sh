@@ -157,6 +157,10 @@ kill -INT $pid 2>/dev/null
 wait $pid; st=$?
 [ $st != 0 ] && ok "SIGINT stops decoding (exit $st)" || bad "decode finished before SIGINT"
 absent int.kv "SIGINT: no snapshot"
+# a token reader that goes away: decoding ends, and -o leaves nothing behind
+dsv4-decode -q -m tiny.dsv4 -r p.kv -n 100000 --ignore-eos --threads 1 --format text -o pipe.kv 2>/dev/null | head -n 2 > head.txt
+[ "$(count head.txt)" = 2 ] && ok "two tokens reached head" || bad "head got: $(cat head.txt)"
+absent pipe.kv "closed pipe: no snapshot"
 if ls -a | grep -q '\.tmp\.'; then bad "temp files left"; else ok "no temp files left"; fi
 
 finish
