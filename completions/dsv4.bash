@@ -61,10 +61,22 @@ _dsv4() {
         fi
         _dsv4_files '-'
         ;;
+    dsv4-kvdump)
+        case $prev in
+        -m|--model) _dsv4_files '*.dsv4'; return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W '--verify --json --tokens --diff --model -m --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            return
+        fi
+        _dsv4_files '*.kv'
+        ;;
     dsv4-prefill)
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
         -i|--input) _dsv4_files '-'; return ;;
+        -r|--resume) _dsv4_files '-'; return ;;
+        -o|--output) _dsv4_files '-'; return ;;
         --chunk) return ;;
         --threads) return ;;
         --kv) return ;;
@@ -72,7 +84,7 @@ _dsv4() {
         --logits-all) _dsv4_files '-'; return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '--model -m --input -i --chunk --threads --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            COMPREPLY=($(compgen -W '--model -m --input -i --resume -r --output -o --chunk --threads --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
             return
         fi
         _dsv4_files '-'
@@ -91,4 +103,4 @@ _dsv4() {
         ;;
     esac
 }
-complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-prefill dsv4-quant
+complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-kvdump dsv4-prefill dsv4-quant
