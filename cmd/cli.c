@@ -39,6 +39,9 @@ int cli_cleanup_add(const char *path)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
+        /* a reader that goes away still ends us (SIGPIPE keeps its default
+         * effect), but not before the temp files are gone */
+        sigaction(SIGPIPE, &sa, NULL);
         handlers_installed = 1;
     }
     for (int i = 0; i < CLEANUP_SLOTS; i++)

@@ -39,6 +39,28 @@ _dsv4() {
         fi
         _dsv4_files '*.dsv4'
         ;;
+    dsv4-decode)
+        case $prev in
+        -m|--model) _dsv4_files '*.dsv4'; return ;;
+        -r|--resume) _dsv4_files '-'; return ;;
+        -n|--tokens) return ;;
+        -o|--output) _dsv4_files '-'; return ;;
+        --temperature) return ;;
+        --top-p) return ;;
+        --top-k) return ;;
+        --min-p) return ;;
+        --seed) return ;;
+        --stop) return ;;
+        --format) return ;;
+        --logits) _dsv4_files '-'; return ;;
+        --threads) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W '--model -m --resume -r --tokens -n --output -o --temperature --top-p --top-k --min-p --seed --stop --ignore-eos --format --logits --threads --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            return
+        fi
+        _dsv4_files '-'
+        ;;
     dsv4-dsml)
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
@@ -103,4 +125,4 @@ _dsv4() {
         ;;
     esac
 }
-complete -F _dsv4 dsv4-convert dsv4-dsml dsv4-kvdump dsv4-prefill dsv4-quant
+complete -F _dsv4 dsv4-convert dsv4-decode dsv4-dsml dsv4-kvdump dsv4-prefill dsv4-quant

@@ -356,3 +356,47 @@ void dsv4_config_params(const dsv4_config *c, const dsv4_tensor_spec *specs, siz
     pc->active = pc->backbone - routed_backbone + routed_backbone / c->n_routed_experts * c->n_experts_per_tok;
     pc->active_no_embed = pc->active - embed;
 }
+
+int dsv4_genconfig_parse(dsv4_genconfig *g, const char *text, size_t len, dsv4_err *err)
+{
+    dsv4_json *j = NULL;
+    const dsv4_json *e;
+    int rc;
+    memset(g, 0, sizeof *g);
+    g->do_sample = -1;
+    if ((rc = dsv4_json_parse(&j, text, len, 0, err)))
+        return dsv4_err_prefix(err, "generation_config.json");
+    if (j->type != DSV4_JSON_OBJECT) {
+        rc = dsv4_err_set(err, DSV4_E_FORMAT, "generation_config.json: not a JSON object");
+        goto out;
+    }
+    if ((e = dsv4_json_get(j, "eos_token_id")) && e->type != DSV4_JSON_NULL) {
+        size_t n = e->type == DSV4_JSON_ARRAY ? e->len : 1;
+        for (size_t i = 0; i < n && g->n_eos < DSV4_GEN_MAX_EOS; i++) {
+            const dsv4_json *x = e->type == DSV4_JSON_ARRAY ? dsv4_json_at(e, i) : e;
+            if (x->type != DSV4_JSON_NUMBER || !x->is_int || x->num < 0 || x->num > 4294967295.0) {
+                rc = dsv4_err_set(err, DSV4_E_FORMAT, "generation_config.json: eos_token_id is not a token id "
+                                  "or a list of them");
+                goto out;
+            }
+            g->eos[g->n_eos++] = (int64_t)x->num;
+        }
+    }
+#define OPT(key, call, flag) \
+    if (dsv4_json_get(j, key) && dsv4_json_get(j, key)->type != DSV4_JSON_NULL) { \
+        if ((rc = call)) { dsv4_err_prefix(err, "generation_config.json"); goto out; } \
+        flag = 1; \
+    }
+    OPT("temperature", dsv4_json_get_f64(j, "temperature", &g->temperature, err), g->has_temperature)
+    OPT("top_p", dsv4_json_get_f64(j, "top_p", &g->top_p, err), g->has_top_p)
+    OPT("top_k", dsv4_json_get_i64(j, "top_k", &g->top_k, err), g->has_top_k)
+#undef OPT
+    if (dsv4_json_get(j, "do_sample") && (rc = dsv4_json_get_bool(j, "do_sample", &g->do_sample, err))) {
+        dsv4_err_prefix(err, "generation_config.json");
+        goto out;
+    }
+    rc = 0;
+out:
+    dsv4_json_free(j);
+    return rc;
+}

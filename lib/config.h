@@ -39,6 +39,20 @@ typedef struct dsv4_config {
  * than 0/4/128, head_dim not a multiple of 64) are errors naming the key. */
 int dsv4_config_parse(dsv4_config *c, const char *json, size_t len, dsv4_err *err);
 
+/* Sampling defaults from a generation_config.json (all optional there). */
+#define DSV4_GEN_MAX_EOS 8
+typedef struct dsv4_genconfig {
+    int n_eos;                         /* end-of-sequence ids (eos_token_id: a number or a list) */
+    int64_t eos[DSV4_GEN_MAX_EOS];
+    int has_temperature, has_top_p, has_top_k, do_sample;   /* do_sample: -1 absent */
+    double temperature, top_p;
+    int64_t top_k;
+} dsv4_genconfig;
+
+/* Parse generation_config.json text; keys that are absent leave their has_*
+ * flag 0 (n_eos 0).  Wrong types are DSV4_E_FORMAT naming the key. */
+int dsv4_genconfig_parse(dsv4_genconfig *g, const char *json, size_t len, dsv4_err *err);
+
 /* Layer l's ratio; l == n_layers is the (first) MTP block. */
 static inline int dsv4_config_ratio(const dsv4_config *c, int64_t l) { return c->compress_ratios[l]; }
 

@@ -277,7 +277,7 @@ int dsv4_snap_write(int fd, const dsv4_config *c, const uint8_t fingerprint[32],
     dsv4_snap_info in;
     uint8_t *hdr = NULL, *raw = NULL, *frame = NULL, *tok = NULL;
     ZSTD_CCtx *cc = NULL;
-    int rc = 0, level = o.level ? o.level : 3;
+    int rc = 0, level = o.level ? o.level : 1;
 
     memset(st, 0, sizeof *st);
     if (s->n_layers != c->n_layers || s->n_all != c->n_ratios || s->head_dim != c->head_dim)

@@ -86,7 +86,7 @@ typedef struct dsv4_snap_stats {
 typedef void (*dsv4_snap_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 typedef struct dsv4_snap_wopts {
-    int level;                       /* zstd level; 0 = the default (3) */
+    int level;                       /* zstd level; 0 = the default (1: FP8 codes gain little from more) */
     dsv4_snap_progress_fn progress;
     void *progress_ctx;
     const char *name;                /* for messages; NULL = "the snapshot" */
