@@ -292,6 +292,10 @@ grep_out "^6  *MTP .* identical$" "different: the MTP block did not run in eithe
 expect 1 "--diff against a prefix" -- dsv4-kvdump --diff a.kv r.kv
 grep_out "^tokens: *differ at position 200 (b ends there)$" "prefix: where b ends"
 grep_out "^1  *CSA  *0  *0  *0  *[0-9.e+-]*  *differs$" "prefix: the positions both hold are equal"
+head -n 100 p.txt > first.txt; tail -n 200 p.txt > rest.txt
+dsv4-prefill -q -m tiny.dsv4 --kv compact -i first.txt -o two.kv &&
+    dsv4-prefill -q -m tiny.dsv4 -r two.kv -i rest.txt -o two.kv 2>err
+expect 0 "--diff: a resumed snapshot is the one-run snapshot" -- dsv4-kvdump --diff a.kv two.kv
 expect 2 "--diff of compact and bf16" -- dsv4-kvdump --diff a.kv bf.kv
 grep_err "'a.kv' and 'bf.kv' cannot be compared: their KV layouts differ" "incomparable layouts are refused"
 expect 2 "--diff with a damaged snapshot is trouble" -- dsv4-kvdump --diff a.kv f3.kv
