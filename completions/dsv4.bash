@@ -83,6 +83,16 @@ _dsv4() {
         fi
         _dsv4_files '-'
         ;;
+    dsv4-kvdump)
+        case $prev in
+        -m|--model) _dsv4_files '*.dsv4'; return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W '--verify --json --tokens --diff --model -m --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            return
+        fi
+        _dsv4_files '*.kv'
+        ;;
     dsv4-prefill)
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
@@ -115,4 +125,4 @@ _dsv4() {
         ;;
     esac
 }
-complete -F _dsv4 dsv4-convert dsv4-decode dsv4-dsml dsv4-prefill dsv4-quant
+complete -F _dsv4 dsv4-convert dsv4-decode dsv4-dsml dsv4-kvdump dsv4-prefill dsv4-quant

@@ -26,6 +26,7 @@ dsv4-convert --output *.dsv4
 dsv4-convert --tokenizer *.json
 dsv4-convert ARGS *.dsv4
 dsv4-dsml --tokenizer *.json
+dsv4-kvdump ARGS *.kv
 * --model *.dsv4
 * --output -
 * ARGS -

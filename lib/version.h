@@ -13,7 +13,7 @@
 
 #define DSV4_MODEL_FORMAT_MAJOR 1   /* .dsv4 model file, dsv4-model(5) */
 #define DSV4_MODEL_FORMAT_MINOR 0
-#define DSV4_KV_FORMAT_MAJOR 1      /* .kv snapshot, dsv4-kv(5) */
+#define DSV4_KV_FORMAT_MAJOR 1      /* .kv snapshot, dsv4-snapshot(5) */
 #define DSV4_KV_FORMAT_MINOR 0
 #define DSV4_TOKS_FORMAT_MAJOR 1    /* token stream, dsv4-tokens(5) */
 #define DSV4_TOKS_FORMAT_MINOR 0
