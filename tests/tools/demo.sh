@@ -3,8 +3,9 @@
 # synthetic DeepSeek-V4 checkpoint (random weights, official Hugging Face
 # layout), convert it to a .dsv4 model file, validate both, describe the
 # result, then the snapshot pipeline: prompt tokens -> prefill -> KV snapshot
-# -> kvdump -> decode -> append a tool result -> decode again.  Everything goes under tests/out/demo/.  Exits non-zero, naming the
-# step, as soon as a step fails.
+# -> kvdump -> decode -> append a tool result -> decode again.  Everything
+# goes under tests/out/demo/.  Exits non-zero, naming the step, as soon as a
+# step fails.
 #   usage: sh tests/tools/demo.sh [SCRATCH_DIR]
 cd "$(dirname "$0")/../.." || exit 1
 LC_ALL=C; export LC_ALL
@@ -51,7 +52,7 @@ printf '%s: %s bytes = %s float32 logits (vocab_size %s)\n' "$D/last.f32" "$size
 step "prefill the prompt once and save the KV state as a snapshot" -- \
     dsv4-prefill --no-progress --kv compact -m "$D/tiny.dsv4" -i "$D/prompt.txt" -o "$D/chat.kv"
 step "inspect the snapshot: layers, entries, sizes, checksums" -- \
-    dsv4-kvdump --verify "$D/chat.kv"
+    dsv4-kvdump "$D/chat.kv"
 step "decode 8 tokens from it (seed 1), saving the extended snapshot" -- \
     dsv4-decode --no-progress -m "$D/tiny.dsv4" -r "$D/chat.kv" -n 8 --seed 1 --format text -o "$D/turn1.kv"
 n=$((n + 1))
@@ -61,7 +62,9 @@ step "resume the snapshot with the tool result" -- \
     dsv4-prefill --no-progress -m "$D/tiny.dsv4" -r "$D/turn1.kv" -i "$D/tool.txt" -o "$D/turn2.kv"
 step "decode again from there" -- \
     dsv4-decode --no-progress -m "$D/tiny.dsv4" -r "$D/turn2.kv" -n 8 --seed 1 --format text
-step "the last snapshot's token ids: prompt, answer, tool result" -- \
+step "verify the last snapshot" -- \
+    dsv4-kvdump --verify "$D/turn2.kv"
+step "its token ids: prompt, answer, tool result" -- \
     dsv4-kvdump --tokens "$D/turn2.kv"
 n=$((n + 1))
 printf '\n==> %d. %s\n' "$n" "the same first answer with the snapshot going through a pipe"
