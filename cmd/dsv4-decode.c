@@ -166,17 +166,6 @@ static int write_logits(struct cli_out *o, const char *name, const float *x, siz
     return 0;
 }
 
-static int open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, int replace,
-                       dsv4_err *err)
-{
-    int rc;
-    if (!is_std(path) && !cli->force && !replace && access(path, F_OK) == 0)
-        return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", path);
-    if ((rc = cli_out_open(cli, o, path, 1, err)))
-        return dsv4_err_prefix(err, "%s", opt);
-    return 0;
-}
-
 static int decode(struct cli *cli, struct opts *op)
 {
     dsv4_err err = DSV4_ERR_INIT;
@@ -224,12 +213,12 @@ static int decode(struct cli *cli, struct opts *op)
         goto out;
     if (op->output) {
         int same = !is_std(op->resume) && !is_std(op->output) && !strcmp(op->resume, op->output);
-        if ((rc = open_output(cli, &out_snap, op->output, "-o", same, &err)))
+        if ((rc = run_open_output(cli, &out_snap, op->output, "-o", same, &err)))
             goto out;
         have_snap = 1;
     }
     if (op->logits) {
-        if ((rc = open_output(cli, &out_logits, op->logits, "--logits", 0, &err)))
+        if ((rc = run_open_output(cli, &out_logits, op->logits, "--logits", 0, &err)))
             goto out;
         have_logits = 1;
     }

@@ -115,65 +115,22 @@ static int write_f32(struct cli_out *o, const char *name, const float *x, size_t
     return dsv4_err_set(err, DSV4_E_IO, "cannot write '%s': %s", name, strerror(errno));
 }
 
-/* Check that a token stream belongs to the model's tokenizer (when both
- * fingerprints are known). */
-static int check_tokenizer(const dsv4_model *m, const char *model_path, const char *in_label,
-                           const dsv4_toks_info *info, struct cli *cli, dsv4_err *err)
-{
-    uint8_t fp[DSV4_TOKS_FP_BYTES];
-    size_t len;
-    const char *tj = dsv4_model_blob(m, "tokenizer.json", &len);
-    int rc;
-    if (!info->has_fingerprint)
-        return 0;
-    if (!tj) {
-        cli_info(cli, "'%s' embeds no tokenizer.json: the token stream's tokenizer is not checked", model_path);
-        return 0;
-    }
-    if ((rc = dsv4_toks_fingerprint(tj, len, fp, err)))
-        return rc;
-    if ((rc = dsv4_toks_check_fingerprint(fp, info->fingerprint, err)))
-        return dsv4_err_prefix(err, "%s is not for model '%s'", in_label, model_path);
-    return 0;
-}
-
-/* replace: path may exist without --force (it is the snapshot being updated). */
-static int open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, int replace,
-                       dsv4_err *err)
-{
-    int rc;
-    if (!is_std(path) && !cli->force && !replace && access(path, F_OK) == 0)
-        return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", path);
-    if (is_std(path) && !cli->force && isatty(STDOUT_FILENO))
-        return dsv4_err_set(err, DSV4_E_INVALID, "%s: standard output is a terminal; give a file, a pipe, "
-                            "or --force", opt);
-    if ((rc = cli_out_open(cli, o, path, 1, err)))
-        return dsv4_err_prefix(err, "%s", opt);
-    return 0;
-}
-
 static int prefill(struct cli *cli, const struct opts *op)
 {
     dsv4_err err = DSV4_ERR_INIT;
     struct run r;
     dsv4_toks_vec v = DSV4_TOKS_VEC_INIT;
-    dsv4_toks_info info;
     dsv4_snap_stats st;
     struct cli_out out_last, out_all, out_snap;
     int have_last = 0, have_all = 0, have_snap = 0, rc, code = CLI_EXIT_FAIL;
-    const char *in_name = is_std(op->input) ? NULL : op->input;   /* NULL: stdin */
     const char *last_name = op->logits && !is_std(op->logits) ? op->logits : "standard output";
     const char *all_name = op->logits_all && !is_std(op->logits_all) ? op->logits_all : "standard output";
     float *logits = NULL;
-    FILE *in = NULL;
     double t0, secs;
     char label[64], hb[32], in_q[512], snap_q[512];
     int64_t V, n, done, before = 0;
 
-    if (in_name)
-        snprintf(in_q, sizeof in_q, "'%s'", in_name);
-    else
-        snprintf(in_q, sizeof in_q, "standard input");
+    run_label(op->input, in_q, sizeof in_q);
     if ((rc = run_open(&r, op->model, op->threads, &err)))
         goto out;
     V = r.c->vocab_size;
@@ -193,14 +150,7 @@ static int prefill(struct cli *cli, const struct opts *op)
         goto out;
 
     /* the tokens: all of them first, for the total and to check them before any work */
-    if ((rc = cli_open_in(cli, op->input, 1, &in, &err)))
-        goto out;
-    rc = dsv4_toks_load(fileno(in), in_name, (uint32_t)V, 0, &v, &info, &err);
-    if (in != stdin)
-        fclose(in);
-    if (rc && !in_name)
-        dsv4_err_prefix(&err, "standard input");
-    if (rc || (rc = check_tokenizer(r.m, op->model, in_q, &info, cli, &err)))
+    if ((rc = run_load_tokens(cli, &r, op->input, &v, &err)))
         goto out;
     n = (int64_t)v.n;
     if (before + n > r.c->max_position) {
@@ -225,18 +175,18 @@ static int prefill(struct cli *cli, const struct opts *op)
         }
     }
     if (op->logits) {
-        if ((rc = open_output(cli, &out_last, op->logits, "--logits", 0, &err)))
+        if ((rc = run_open_output(cli, &out_last, op->logits, "--logits", 0, &err)))
             goto out;
         have_last = 1;
     }
     if (op->logits_all) {
-        if ((rc = open_output(cli, &out_all, op->logits_all, "--logits-all", 0, &err)))
+        if ((rc = run_open_output(cli, &out_all, op->logits_all, "--logits-all", 0, &err)))
             goto out;
         have_all = 1;
     }
     if (op->output) {
         int same = op->resume && !is_std(op->resume) && !is_std(op->output) && !strcmp(op->resume, op->output);
-        if ((rc = open_output(cli, &out_snap, op->output, "-o", same, &err)))
+        if ((rc = run_open_output(cli, &out_snap, op->output, "-o", same, &err)))
             goto out;
         have_snap = 1;
     }

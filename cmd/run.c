@@ -81,6 +81,61 @@ int run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err)
     return 0;
 }
 
+/* A binary stream made for another tokenizer is refused (when both
+ * fingerprints are known). */
+static int check_tokenizer(struct cli *cli, const struct run *r, const char *in_label, const dsv4_toks_info *info,
+                           dsv4_err *err)
+{
+    uint8_t fp[DSV4_TOKS_FP_BYTES];
+    size_t len;
+    const char *tj = dsv4_model_blob(r->m, "tokenizer.json", &len);
+    int rc;
+    if (!info->has_fingerprint)
+        return 0;
+    if (!tj) {
+        cli_info(cli, "'%s' embeds no tokenizer.json: the token stream's tokenizer is not checked", r->model_path);
+        return 0;
+    }
+    if ((rc = dsv4_toks_fingerprint(tj, len, fp, err)))
+        return rc;
+    if ((rc = dsv4_toks_check_fingerprint(fp, info->fingerprint, err)))
+        return dsv4_err_prefix(err, "%s is not for model '%s'", in_label, r->model_path);
+    return 0;
+}
+
+int run_load_tokens(struct cli *cli, struct run *r, const char *path, dsv4_toks_vec *v, dsv4_err *err)
+{
+    FILE *in = NULL;
+    dsv4_toks_info info;
+    char label[512];
+    int rc;
+    run_label(path, label, sizeof label);
+    if ((rc = cli_open_in(cli, path, 1, &in, err)))
+        return rc;
+    rc = dsv4_toks_load(fileno(in), is_std(path) ? NULL : path, (uint32_t)r->c->vocab_size, 0, v, &info, err);
+    if (in != stdin)
+        fclose(in);
+    if (rc && is_std(path))
+        dsv4_err_prefix(err, "standard input");
+    if (!rc)
+        rc = check_tokenizer(cli, r, label, &info, err);
+    return rc;
+}
+
+int run_open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, int replace,
+                    dsv4_err *err)
+{
+    int rc;
+    if (!is_std(path) && !cli->force && !replace && access(path, F_OK) == 0)
+        return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", path);
+    if (is_std(path) && !cli->force && isatty(STDOUT_FILENO))
+        return dsv4_err_set(err, DSV4_E_INVALID, "%s: standard output is a terminal; give a file, a pipe, "
+                            "or --force", opt);
+    if ((rc = cli_out_open(cli, o, path, 1, err)))
+        return dsv4_err_prefix(err, "%s", opt);
+    return 0;
+}
+
 int run_forward(struct run *r, const uint32_t *ids, int64_t n, int logits_mode, float *logits, dsv4_err *err)
 {
     int64_t HD = r->c->hc_mult * r->c->dim;

@@ -34,6 +34,13 @@ int  run_fresh(struct run *r, int compact, dsv4_err *err);
 int  run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err);
 /* The state's label for messages: "'PATH'" or "standard input". */
 void run_label(const char *path, char *out, size_t cap);
+/* Read a whole token stream ('-' = stdin) with ids below the vocab size; a
+ * binary stream whose tokenizer fingerprint is not the model's is refused. */
+int  run_load_tokens(struct cli *cli, struct run *r, const char *path, dsv4_toks_vec *v, dsv4_err *err);
+/* Open an output for the option opt; an existing file is refused without
+ * --force unless replace (the snapshot being updated). */
+int  run_open_output(struct cli *cli, struct cli_out *o, const char *path, const char *opt, int replace,
+                     dsv4_err *err);
 /* Run ids[0..n) after what the state holds; logits as dsv4_forward. */
 int  run_forward(struct run *r, const uint32_t *ids, int64_t n, int logits_mode, float *logits, dsv4_err *err);
 /* The logits [vocab] after the last position (needs at least one token). */
