@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: dsv4-decode [-qvf] -m MODEL.dsv4 -r SNAP|- [-n N] [-o SNAP|-] [--temperature T]\n"
+    "usage: dsv4-decode [-qvf] -m MODEL.dsv4 -r SNAP|- [-i TOKENS|-] [-n N] [-o SNAP|-] [--temperature T]\n"
     "                   [--top-p P] [--top-k K] [--min-p P] [--seed S] [--stop ID]...\n"
     "                   [--ignore-eos] [--format bin|text] [--logits FILE] [--threads N]";
 
@@ -30,6 +30,8 @@ static const char help[] =
     "\n"
     "  -m, --model=FILE       model file (.dsv4); must be the snapshot's model\n"
     "  -r, --resume=SNAP      snapshot to continue; '-' for standard input\n"
+    "  -i, --input=TOKENS     first append this token stream (a tool result, the next\n"
+    "                         user turn) as dsv4-prefill -r would, then sample\n"
     "  -n, --tokens=N         tokens to sample at most [256]\n"
     "  -o, --output=SNAP      write the extended snapshot; '-' for standard output\n"
     "                         (with --format none); may name the -r snapshot\n"
@@ -75,6 +77,7 @@ enum {
 static const struct option longopts[] = {
     { "model", required_argument, NULL, 'm' },
     { "resume", required_argument, NULL, 'r' },
+    { "input", required_argument, NULL, 'i' },
     { "tokens", required_argument, NULL, 'n' },
     { "output", required_argument, NULL, 'o' },
     { "temperature", required_argument, NULL, OPT_TEMP },
@@ -95,7 +98,7 @@ enum { FMT_AUTO = -1, FMT_NONE = -2 };
 enum { MAX_STOPS = 64 };
 
 struct opts {
-    const char *model, *resume, *output, *logits;
+    const char *model, *resume, *input, *output, *logits;
     int64_t n;
     int threads, format, ignore_eos, n_stop, has_seed;
     int has_temp, has_top_p, has_top_k;
@@ -174,6 +177,7 @@ static int decode(struct cli *cli, struct opts *op)
     dsv4_toks_writer *w = NULL;
     dsv4_sampler *smp = NULL;
     dsv4_snap_stats st;
+    dsv4_toks_vec extra = DSV4_TOKS_VEC_INIT;
     int have_snap = 0, have_logits = 0, rc, code = CLI_EXIT_FAIL, n_eos = 0;
     int64_t eos[DSV4_GEN_MAX_EOS], done = 0, before;
     float *logits = NULL;
@@ -186,16 +190,34 @@ static int decode(struct cli *cli, struct opts *op)
         (rc = run_resume(cli, &r, op->resume, &err)))
         goto out;
     before = r.s->n_tokens;
-    if (before == 0) {
+    if (op->input) {
+        char in_q[512];
+        run_label(op->input, in_q, sizeof in_q);
+        if ((rc = run_load_tokens(cli, &r, op->input, &extra, &err)))
+            goto out;
+        if (extra.n == 0) {
+            rc = dsv4_err_set(&err, DSV4_E_INVALID, "%s holds no tokens: there is nothing to append", in_q);
+            goto out;
+        }
+        if (before + (int64_t)extra.n > r.c->max_position) {
+            rc = dsv4_err_set(&err, DSV4_E_RANGE, "%s: %zu tokens after the snapshot's %lld are more than the "
+                              "model's max_position_embeddings %lld", in_q, extra.n, (long long)before,
+                              (long long)r.c->max_position);
+            goto out;
+        }
+    }
+    if (before + (int64_t)extra.n == 0) {
         rc = dsv4_err_set(&err, DSV4_E_INVALID, "%s holds no tokens: there is nothing to continue from", snap_q);
         goto out;
     }
     /* the snapshot's position plus what is sampled, plus the last token run for -o/--logits */
     int feed_last = op->output || op->logits;
-    if (before + op->n - (feed_last ? 0 : 1) > r.c->max_position) {
-        int64_t room = r.c->max_position - before + (feed_last ? 0 : 1);
+    int64_t held = before + (int64_t)extra.n;
+    if (held + op->n - (feed_last ? 0 : 1) > r.c->max_position) {
+        int64_t room = r.c->max_position - held + (feed_last ? 0 : 1);
         rc = dsv4_err_set(&err, DSV4_E_RANGE, "%s holds %lld tokens of the model's max_position_embeddings "
-                          "%lld: %lld more do not fit (at most %lld)", snap_q, (long long)before,
+                          "%lld: %lld more do not fit (at most %lld)", op->input ? "the sequence" : snap_q,
+                          (long long)held,
                           (long long)r.c->max_position, (long long)op->n, (long long)(room > 0 ? room : 0));
         goto out;
     }
@@ -246,6 +268,16 @@ static int decode(struct cli *cli, struct opts *op)
     cli_info(cli, "temperature %g, top-p %g, top-k %lld, min-p %g", op->so.temperature, op->so.top_p,
              (long long)op->so.top_k, op->so.min_p);
 
+    /* the appended tokens: chunks of 256 (results do not depend on the size) */
+    for (size_t i = 0; i < extra.n; i += 256) {
+        size_t k = extra.n - i < 256 ? extra.n - i : 256;
+        if ((rc = run_forward(&r, extra.ids + i, (int64_t)k, DSV4_LOGITS_NONE, NULL, &err))) {
+            dsv4_err_prefix(&err, "appending tokens %zu..%zu", i, i + k - 1);
+            goto out;
+        }
+        cli_progress(cli, "appending tokens", (uint64_t)(i + k), (uint64_t)extra.n);
+    }
+    cli_progress_end(cli);
     t0 = now_s();
     if ((rc = run_last_logits(&r, logits, &err)))
         goto out;
@@ -322,6 +354,7 @@ out:
         cli_fail(cli, &err);
     dsv4_toks_writer_close(w);
     dsv4_sampler_free(smp);
+    dsv4_toks_vec_release(&extra);
     free(logits);
     run_close(&r);
     return code;
@@ -337,12 +370,13 @@ int main(int argc, char **argv)
     op.format = FMT_AUTO;
     op.so = (dsv4_sample_opts)DSV4_SAMPLE_OPTS_INIT;
     cli_init(&cli, "dsv4-decode", usage, help, longopts,
-             "model=FILE.dsv4 resume=FILE.kv tokens=N output=FILE.kv temperature=T top-p=P top-k=K min-p=P "
+             "model=FILE.dsv4 resume=FILE.kv input=FILE tokens=N output=FILE.kv temperature=T top-p=P top-k=K min-p=P "
              "seed=S stop=ID format=FORMAT logits=FILE threads=N");
-    while ((c = getopt_long(argc, argv, "m:r:n:o:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:r:i:n:o:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case 'm': op.model = optarg; break;
         case 'r': op.resume = optarg; break;
+        case 'i': op.input = optarg; break;
         case 'n': op.n = cli_parse_int(&cli, "--tokens", optarg, 1, (long long)1 << 40); break;
         case 'o': op.output = optarg; break;
         case OPT_TEMP: op.so.temperature = cli_parse_double(&cli, "--temperature", optarg, 0, 1e6); op.has_temp = 1; break;
@@ -382,6 +416,8 @@ int main(int argc, char **argv)
         cli_usage_error(&cli, "missing model: give -m MODEL.dsv4");
     if (!op.resume)
         cli_usage_error(&cli, "missing snapshot: give -r SNAP (made by dsv4-prefill -o)");
+    if (op.input && is_std(op.input) && is_std(op.resume))
+        cli_usage_error(&cli, "-r - and -i - cannot both read standard input");
     if (op.output && is_std(op.output) && op.format != FMT_NONE)
         cli_usage_error(&cli, "-o - and the token stream cannot both go to standard output (add --format none)");
     if (op.logits && is_std(op.logits) && (op.format != FMT_NONE || (op.output && is_std(op.output))))

@@ -43,6 +43,7 @@ _dsv4() {
         case $prev in
         -m|--model) _dsv4_files '*.dsv4'; return ;;
         -r|--resume) _dsv4_files '-'; return ;;
+        -i|--input) _dsv4_files '-'; return ;;
         -n|--tokens) return ;;
         -o|--output) _dsv4_files '-'; return ;;
         --temperature) return ;;
@@ -56,7 +57,7 @@ _dsv4() {
         --threads) return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '--model -m --resume -r --tokens -n --output -o --temperature --top-p --top-k --min-p --seed --stop --ignore-eos --format --logits --threads --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            COMPREPLY=($(compgen -W '--model -m --resume -r --input -i --tokens -n --output -o --temperature --top-p --top-k --min-p --seed --stop --ignore-eos --format --logits --threads --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
             return
         fi
         _dsv4_files '-'

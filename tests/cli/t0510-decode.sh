@@ -85,6 +85,17 @@ same loop.kv dec.kv "decode -o equals prefill -r of its output"
 expect 0 "append a tool result" -- dsv4-prefill -q -m tiny.dsv4 -r loop.kv -i tool.txt -o loop.kv
 expect 0 "decode again" -- dsv4-decode -q -m tiny.dsv4 -r loop.kv -n 5 --seed 1 --format text -o loop.kv
 [ "$(count out)" = 5 ] && ok "second turn: 5 tokens" || bad "second turn: $(cat out)"
+# -i: append and decode in one run, as prefill -r then decode -r
+expect 0 "decode -i tool.txt" -- dsv4-decode -q -m tiny.dsv4 -r p.kv -i tool.txt -n 5 --seed 2 --format text -o di.kv
+cp out di.txt
+expect 0 "prefill -r -i tool.txt" -- dsv4-prefill -q -m tiny.dsv4 -r p.kv -i tool.txt -o pi.kv
+expect 0 "then decode" -- dsv4-decode -q -m tiny.dsv4 -r pi.kv -n 5 --seed 2 --format text -o pd2.kv
+same out di.txt "-i: the same tokens as prefill -r + decode"
+same di.kv pd2.kv "-i: the same snapshot"
+: > empty.txt
+expect 1 "-i with an empty stream" -- dsv4-decode -m tiny.dsv4 -r p.kv -i empty.txt -n 2
+grep_err "'empty.txt' holds no tokens" "empty -i explained"
+expect 2 "-r - and -i -" -- dsv4-decode -m tiny.dsv4 -r - -i -
 expect 0 "-o - with --format none" -- dsv4-decode -q -m tiny.dsv4 -r p.kv -n 10 --seed 7 --format none -o -
 same out dec.kv "-o -: the snapshot on standard output"
 
@@ -134,6 +145,10 @@ expect 1 "10 more with -o do not fit" -- dsv4-decode -m short.dsv4 -r short.kv -
 grep_err "max_position_embeddings 210: 10 more do not fit (at most 9)" "names the room left"
 expect 0 "9 fit" -- dsv4-decode -q -m short.dsv4 -r short.kv -n 9 -o x.kv --format none
 rm -f x.kv
+printf '5\n6\n7\n' > three.txt
+expect 1 "3 appended + 7 do not fit" -- dsv4-decode -m short.dsv4 -r short.kv -i three.txt -n 7 -o x.kv
+grep_err "the sequence holds 204 tokens of the model's max_position_embeddings 210: 7 more do not fit (at most 6)" "counts the appended tokens"
+absent x.kv "no output"
 expect 1 "--stop out of range" -- dsv4-decode -m tiny.dsv4 -r p.kv --stop 1024
 grep_err "--stop 1024" "names the stop id"
 
