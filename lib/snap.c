@@ -208,10 +208,13 @@ static int write_full(int fd, const char *name, const void *p, size_t n, dsv4_er
     return 0;
 }
 
-/* Hashed and counted: everything before the trailer. */
-static int wr_all(struct wr *w, const void *p, size_t n, dsv4_err *err)
+/* Counted: everything before the trailer.  Hashed into the stream hash: the
+ * header and the chunk headers; a frame is covered by the frame hash its
+ * chunk header carries, so chunks can be hashed independently. */
+static int wr_all(struct wr *w, const void *p, size_t n, int hash, dsv4_err *err)
 {
-    crypto_generichash_update(&w->hs, p, n);
+    if (hash)
+        crypto_generichash_update(&w->hs, p, n);
     w->bytes += n;
     return write_full(w->fd, w->name, p, n, err);
 }
@@ -252,7 +255,8 @@ static int write_section(struct wr *w, ZSTD_CCtx *cc, int level, const dsv4_kvst
         dsv4_le64_put(ch + 16, n);
         dsv4_le64_put(ch + 24, fb);
         crypto_generichash(ch + 32, 32, raw, (size_t)n, NULL, 0);
-        if (wr_all(w, ch, sizeof ch, err) || wr_all(w, frame, fb, err))
+        crypto_generichash(ch + 64, 32, frame, fb, NULL, 0);
+        if (wr_all(w, ch, sizeof ch, 1, err) || wr_all(w, frame, fb, 0, err))
             return err->code;
         w->chunks++;
         st->parts++;
@@ -304,7 +308,7 @@ int dsv4_snap_write(int fd, const dsv4_config *c, const uint8_t fingerprint[32],
         dsv4_le32_put(tok + 4 * i, tokens[i]);
     crypto_generichash_init(&w.hs, NULL, 0, 32);
     header_encode(hdr, &in);
-    if ((rc = wr_all(&w, hdr, in.header_bytes, err)))
+    if ((rc = wr_all(&w, hdr, in.header_bytes, 1, err)))
         goto out;
     st->header_bytes = in.header_bytes;
 
@@ -599,8 +603,12 @@ static int read_section(struct rd *r, struct rbuf *b, const struct sect_dst *d, 
         if (ensure(&b->frame, &b->frame_cap, (size_t)fb) || ensure(&b->raw, &b->raw_cap, (size_t)n + 1))
             return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory reading %s", o->name);
         snprintf(what, sizeof what, "%s data", label);
-        if ((rc = rd_all(r, b->frame, (size_t)fb, what, err)))
+        if ((rc = rd_raw(r, b->frame, (size_t)fb, what, err)))
             return rc;
+        crypto_generichash(sum, 32, b->frame, (size_t)fb, NULL, 0);
+        if (sodium_memcmp(sum, ch + 64, 32))
+            return dsv4_err_set(err, DSV4_E_CHECKSUM, "%s: %s: chunk %u is damaged (checksum mismatch)",
+                                o->name, label, part);
         size_t got = ZSTD_decompressDCtx(b->dc, b->raw, (size_t)n + 1, b->frame, (size_t)fb);
         if (ZSTD_isError(got) || got != n)
             return dsv4_err_set(err, DSV4_E_CHECKSUM, "%s: %s: chunk %u does not decompress to its %llu bytes "

@@ -10,11 +10,14 @@
  *            record per layer (ratio, compressed entries), then BLAKE2b-256
  *            of all the header bytes before it
  *   chunks   sections in a fixed order: tokens, hidden, layer 0 .. n_all-1;
- *            each section is one or more chunks (64-byte chunk header: kind,
+ *            each section is one or more chunks (96-byte chunk header: kind,
  *            index, part, flags, raw_bytes, frame_bytes, BLAKE2b-256 of the
- *            raw bytes; then one zstd frame of frame_bytes)
+ *            raw bytes, BLAKE2b-256 of the frame; then one zstd frame of
+ *            frame_bytes)
  *   trailer  "KV4TRAIL", chunk count, stream bytes before the trailer,
- *            BLAKE2b-256 of every byte before the trailer
+ *            BLAKE2b-256 of the header and every chunk header in order: every
+ *            byte before the trailer is covered, the frames through their
+ *            hashes, so chunks can be hashed in parallel
  *
  * A layer's payload is the compact layout of spec/ARCH.md §9 and nothing
  * else: the window slots that hold a position (min(n, window) of them), the
@@ -44,7 +47,7 @@
 #define DSV4_SNAP_MINOR 0
 #define DSV4_SNAP_FIXED_BYTES 128                /* header before the layer records */
 #define DSV4_SNAP_LAYER_BYTES 16                 /* one layer record */
-#define DSV4_SNAP_CHUNK_BYTES 64                 /* one chunk header */
+#define DSV4_SNAP_CHUNK_BYTES 96                 /* one chunk header */
 #define DSV4_SNAP_TRAILER_BYTES 56
 #define DSV4_SNAP_TRAILER_MAGIC "KV4TRAIL"
 #define DSV4_SNAP_PART_MAX (16u << 20)           /* raw bytes per chunk the writer makes */
@@ -132,8 +135,8 @@ typedef struct dsv4_snap_ropts {
  * version (DSV4_E_VERSION for an unknown major or incompatible flag), header
  * hash, the model fingerprint and dimensions against ropts (DSV4_E_MISMATCH,
  * checked right after the header, before any payload is read), each chunk's
- * order, sizes and BLAKE2b (DSV4_E_CHECKSUM names the section), the trailer
- * (chunk count, length, whole-stream hash) and the token ids (below
+ * order, sizes and both BLAKE2b (DSV4_E_CHECKSUM names the section), the
+ * trailer (chunk count, length, stream hash) and the token ids (below
  * vocab_size).  A short stream is DSV4_E_TRUNCATED.  The reader never reads
  * past the trailer.  On error *out is released; stats (may be NULL) holds
  * the sections read until then. */

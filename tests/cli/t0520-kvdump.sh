@@ -54,7 +54,7 @@ grep_out "^5  *CSA  *300  *128  *75  *1 " "layer 5: CSA"
 grep_out "^6  *MTP  *0  *0  *0  *1  *0 " "layer 6: the MTP block, empty"
 grep_out "^tokens  *-  .* 1  *1200 " "tokens section: 4 bytes per id"
 grep_out "^hidden  *-  .* 1  *2048 " "hidden section: 4 x 128 float32"
-grep_out "^overhead: *header 272, chunk headers 576 (9 chunks), trailer 56 bytes$" "overhead: header, 9 chunk headers, trailer"
+grep_out "^overhead: *header 272, chunk headers 864 (9 chunks), trailer 56 bytes$" "overhead: header, 9 chunk headers, trailer"
 eq "$(field stream)" "$SZ bytes" "stream: the file size"
 grep_out "^bytes/token: .*growth 498.12$" "growth: 3 CSA x 163 + 2 HCA x 4.5625"
 grep_out "^checksums: *OK (header, 9 chunks, stream)$" "checksums: OK"
@@ -63,7 +63,7 @@ awk '/^section/ { on = 1; next } on && NF == 0 { exit } on { r += $7; z += $8 }
      END { print r, z }' a.txt > sums.txt
 read raw zst < sums.txt
 grep_out "^payload: *$raw bytes raw, $zst compressed" "payload: the sums of the table"
-eq $((272 + 9 * 64 + zst + 56)) "$SZ" "header + chunk headers + frames + trailer = file size"
+eq $((272 + 9 * 96 + zst + 56)) "$SZ" "header + chunk headers + frames + trailer = file size"
 
 expect 0 "describe bf.kv" -- dsv4-kvdump bf.kv
 eq "$(field layout)" "bf16 (entries 1024 bytes, indexer keys 256 bytes)" "bf16 layout: 1024/256"
@@ -153,7 +153,7 @@ damage() {
 # offset of section K's first frame byte (0 tokens, 1 hidden, 2 + l layer l)
 frame_at() {
     awk -v k="$1" '/^section/ { on = 1; next } on && NF == 0 { exit }
-        on { if (i == k) { print off + 64; exit } off += 64 + $8; i++ }' a.txt | { read o; echo $((272 + o)); }
+        on { if (i == k) { print off + 96; exit } off += 96 + $8; i++ }' a.txt | { read o; echo $((272 + o)); }
 }
 L3=$(frame_at 5)
 Z3=$(awk '/^3  *CSA/ { print $8 }' a.txt)
@@ -209,7 +209,14 @@ struct.pack_into("<I", head, 16, len(head) + 32)
 head += hashlib.blake2b(bytes(head), digest_size=32).digest()
 body = bytes(head) + b[hb:len(b) - 56]
 chunks = struct.unpack_from("<Q", b, len(b) - 48)[0]
-tr = b"KV4TRAIL" + struct.pack("<QQ", chunks, len(body)) + hashlib.blake2b(body, digest_size=32).digest()
+# the stream hash: the header, then each 96-byte chunk header (frames are covered by their own hashes)
+h = hashlib.blake2b(digest_size=32)
+h.update(bytes(head))
+off = hb
+for _ in range(chunks):
+    h.update(b[off:off + 96])
+    off += 96 + struct.unpack_from("<Q", b, off + 24)[0]
+tr = b"KV4TRAIL" + struct.pack("<QQ", chunks, len(body)) + h.digest()
 open(dst, "wb").write(body + tr)
 EOF
     python3 minor.py a.kv same.kv 0 0 0
