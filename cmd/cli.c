@@ -39,9 +39,6 @@ int cli_cleanup_add(const char *path)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
-        /* a reader that goes away still ends us (SIGPIPE keeps its default
-         * effect), but not before the temp files are gone */
-        sigaction(SIGPIPE, &sa, NULL);
         handlers_installed = 1;
     }
     for (int i = 0; i < CLEANUP_SLOTS; i++)
@@ -72,6 +69,11 @@ void cli_init(struct cli *cli, const char *prog, const char *usage, const char *
     cli->arg_hints = arg_hints ? arg_hints : "";
     cli->verbosity = 2;
     cli->progress = -1;
+    /* A reader that goes away (SIGPIPE) or a file-size limit (SIGXFSZ) must
+     * not kill us with temp files left behind: the write fails instead
+     * (EPIPE, EFBIG), and the error path removes them and exits 1. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static void vmsg(const struct cli *cli, const char *fmt, va_list ap)

@@ -294,8 +294,11 @@ static int do_convert(struct cli *cli, const char *in, const char *outpath, cons
         cli_out_abort(&out);
         if (rc > 0)
             cli_msg(cli, "'%s': %d problem%s; nothing written", in, rc, rc == 1 ? "" : "s");
-        else
+        else {
+            if (rc == DSV4_E_IO)   /* a write error: name the output */
+                dsv4_err_prefix(&err, "'%s'", outpath);
             cli_fail(cli, &err);
+        }
         free(def);
         return CLI_EXIT_FAIL;
     }

@@ -258,10 +258,12 @@ static int decode(struct cli *cli, struct opts *op)
         if (tj && !dsv4_toks_fingerprint(tj, len, fp, &err))
             wo.fingerprint = fp;
         wo.vocab_size = (uint32_t)r.c->vocab_size;
-        wo.name = "standard output";
+        wo.name = NULL;   /* messages then read "standard output: ..." (prefixed below) */
         fflush(stdout);
-        if ((rc = dsv4_toks_writer_open(&w, STDOUT_FILENO, &wo, &err)))
+        if ((rc = dsv4_toks_writer_open(&w, STDOUT_FILENO, &wo, &err))) {
+            dsv4_err_prefix(&err, "standard output");
             goto out;
+        }
     }
     if (op->has_seed)
         cli_info(cli, "seed %llu", (unsigned long long)op->seed);
@@ -286,8 +288,10 @@ static int decode(struct cli *cli, struct opts *op)
         int64_t pos = r.s->n_tokens;
         if ((rc = dsv4_sample(smp, logits, &op->so, dsv4_sample_uniform(op->seed, pos), &tok, &err)))
             goto out;
-        if (w && (rc = dsv4_toks_put(w, tok, &err)))
+        if (w && (rc = dsv4_toks_put(w, tok, &err))) {
+            dsv4_err_prefix(&err, "standard output");
             goto out;
+        }
         done++;
         int stop = 0;
         for (int i = 0; i < n_eos && !stop; i++)
@@ -318,8 +322,10 @@ static int decode(struct cli *cli, struct opts *op)
     }
     cli_progress_end(cli);
     secs = now_s() - t0;
-    if (w && (rc = dsv4_toks_finish(w, &err)))
+    if (w && (rc = dsv4_toks_finish(w, &err))) {
+        dsv4_err_prefix(&err, "standard output");
         goto out;
+    }
     if (have_logits && (rc = write_logits(&out_logits, op->logits, logits, (size_t)r.c->vocab_size, &err)))
         goto out;
     if (have_snap && (rc = run_save(cli, &r, &out_snap, &st, &err)))

@@ -273,7 +273,10 @@ static int run(struct cli *cli, const char *in, const char *outpath, const dsv4_
     cli_progress_end(cli);
     dsv4_pool_free(pool);
     if (rc) {
-        dsv4_err_prefix(&err, "%s", in);
+        if (rc == DSV4_E_IO && out.path)   /* a write error: name the output */
+            dsv4_err_prefix(&err, "'%s'", out.path);
+        else
+            dsv4_err_prefix(&err, "%s", in);
         goto fail_out;
     }
     if (out.path && (rc = cli_out_commit(&out, &err)))
