@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: dsv4-kvdump [-qvf] [--json] [--tokens] [-m MODEL.dsv4] [SNAP|-]\n"
@@ -92,6 +93,8 @@ static int read_snap(struct cli *cli, struct input *in, const dsv4_model *m, int
     struct progress pr = { cli, 0 };
     FILE *f;
     int rc;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    ro.threads = cpus > 0 ? (int)(cpus < 64 ? cpus : 64) : 1;   /* checking chunks in parallel */
     if (is_std(in->path))
         snprintf(in->name, sizeof in->name, "standard input");
     else

@@ -62,6 +62,7 @@ int run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err)
     o.want_eof = !is_std(path);
     o.progress = on_progress;
     o.progress_ctx = &pr;
+    o.threads = dsv4_engine_threads(r->e);
     rc = dsv4_snap_read(fileno(f), &o, &sn, NULL, err);
     cli_progress_end(cli);
     if (f != stdin)
@@ -177,6 +178,7 @@ int run_save(struct cli *cli, struct run *r, struct cli_out *o, dsv4_snap_stats 
     w.name = name;
     w.progress = on_progress;
     w.progress_ctx = &pr;
+    w.threads = dsv4_engine_threads(r->e);
     rc = dsv4_snap_write(o->fd, r->c, dsv4_model_fingerprint(r->m), r->s, r->toks.ids, r->hidden, &w, st, err);
     cli_progress_end(cli);
     return rc;

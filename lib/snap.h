@@ -50,7 +50,7 @@
 #define DSV4_SNAP_CHUNK_BYTES 96                 /* one chunk header */
 #define DSV4_SNAP_TRAILER_BYTES 56
 #define DSV4_SNAP_TRAILER_MAGIC "KV4TRAIL"
-#define DSV4_SNAP_PART_MAX (16u << 20)           /* raw bytes per chunk the writer makes */
+#define DSV4_SNAP_PART_MAX (4u << 20)            /* raw bytes per chunk the writer makes */
 #define DSV4_SNAP_FLAGS_INCOMPAT 0x00ffu         /* none defined in 1.0 */
 
 enum { DSV4_SNAP_TOKENS = 1, DSV4_SNAP_HIDDEN = 2, DSV4_SNAP_LAYER = 3 };
@@ -93,9 +93,13 @@ typedef struct dsv4_snap_wopts {
     dsv4_snap_progress_fn progress;
     void *progress_ctx;
     const char *name;                /* for messages; NULL = "the snapshot" */
+    int threads;                     /* chunks compressed and hashed at once; <= 1: one; the bytes
+                                        written do not depend on it */
+    uint32_t part_bytes;             /* payload bytes per chunk; 0 = DSV4_SNAP_PART_MAX (smaller
+                                        values are for tests: any cut is valid) */
 } dsv4_snap_wopts;
 
-#define DSV4_SNAP_WOPTS_INIT { 0, NULL, NULL, NULL }
+#define DSV4_SNAP_WOPTS_INIT { 0, NULL, NULL, NULL, 1, 0 }
 
 /* Write state s (made for config c) to fd: tokens[s->n_tokens] are the ids
  * that built it, hidden[hc_mult * dim] the last position's residual streams
@@ -127,9 +131,10 @@ typedef struct dsv4_snap_ropts {
     int want_eof;                    /* 1: bytes after the trailer are an error */
     dsv4_snap_progress_fn progress;
     void *progress_ctx;
+    int threads;                     /* chunks verified and decompressed at once; <= 1: one */
 } dsv4_snap_ropts;
 
-#define DSV4_SNAP_ROPTS_INIT { NULL, NULL, NULL, 1, 0, NULL, NULL }
+#define DSV4_SNAP_ROPTS_INIT { NULL, NULL, NULL, 1, 0, NULL, NULL, 1 }
 
 /* Read a whole snapshot from fd, checking everything on the way: signature,
  * version (DSV4_E_VERSION for an unknown major or incompatible flag), header

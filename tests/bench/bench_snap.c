@@ -1,6 +1,6 @@
 /* bench_snap — KV snapshot sizes and speeds.
  *
- *   bench_snap [--tokens N] [--level L] [--quick]
+ *   bench_snap [--tokens N] [--threads N] [--level L] [--quick]
  *
  *   1. the tiny fixture ($DSV4_FIXTURES or ../shared/fixtures, tiny-v4, every
  *      layer kind): a real 699-token prefill in the compact layout, saved;
@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 static int opt_level = 0;   /* 0: the writer's default */
+static int opt_threads = 0; /* 0: one per CPU */
 
 static double now(void)
 {
@@ -102,28 +103,40 @@ static void report(const char *name, const dsv4_config *c, const dsv4_kvstate *s
         return;
     }
     unlink(path);
-    dsv4_snap_wopts wo = DSV4_SNAP_WOPTS_INIT;
-    wo.level = opt_level;
-    double t0 = now();
-    if (dsv4_snap_write(fd, c, fp, s, tok, hid, &wo, &st, &err)) {
-        printf("%s: write failed: %s\n", name, err.msg);
-        close(fd);
-        return;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int tn = opt_threads ? opt_threads : cpus > 0 ? (int)cpus : 1;
+    double tw[2] = { 0, 0 }, tr[2] = { 0, 0 };
+    for (int k = 0; k < 2; k++) {   /* one thread, then tn */
+        dsv4_snap_wopts wo = DSV4_SNAP_WOPTS_INIT;
+        dsv4_snap_ropts o = DSV4_SNAP_ROPTS_INIT;
+        wo.level = opt_level;
+        wo.threads = o.threads = k ? tn : 1;
+        o.name = name;
+        if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET)) {
+            perror("bench_snap: ftruncate");
+            close(fd);
+            return;
+        }
+        double t0 = now();
+        if (dsv4_snap_write(fd, c, fp, s, tok, hid, &wo, &st, &err)) {
+            printf("%s: write failed: %s\n", name, err.msg);
+            close(fd);
+            return;
+        }
+        fsync(fd);
+        tw[k] = now() - t0;
+        lseek(fd, 0, SEEK_SET);
+        t0 = now();
+        int rc = dsv4_snap_read(fd, &o, &snap, NULL, &err);
+        tr[k] = now() - t0;
+        if (rc) {
+            printf("%s: read failed: %s\n", name, err.msg);
+            close(fd);
+            return;
+        }
+        dsv4_snap_release(&snap);
     }
-    fsync(fd);
-    double tw = now() - t0;
-    lseek(fd, 0, SEEK_SET);
-    t0 = now();
-    dsv4_snap_ropts o = DSV4_SNAP_ROPTS_INIT;
-    o.name = name;
-    int rc = dsv4_snap_read(fd, &o, &snap, NULL, &err);
-    double tr = now() - t0;
     close(fd);
-    if (rc) {
-        printf("%s: read failed: %s\n", name, err.msg);
-        return;
-    }
-    dsv4_snap_release(&snap);
 
     int64_t n = s->n_tokens;
     uint64_t ent_raw = 0, fixed = st.raw;
@@ -146,10 +159,12 @@ static void report(const char *name, const dsv4_config *c, const dsv4_kvstate *s
     printf("  entries and keys %llu bytes; fixed: windows, compressor rows, hidden %llu bytes; headers %llu "
            "bytes (%.4f%% of the stream)\n", (unsigned long long)ent_raw, (unsigned long long)fixed,
            (unsigned long long)hdr, 100.0 * hdr / st.stream_bytes);
-    printf("  write %.1f MB/s, read+verify %.1f MB/s (raw bytes, one thread, zstd level %d); single-thread "
-           "memcpy %.0f MB/s: write %.3f, read %.3f of it\n", st.raw / tw / 1e6, st.raw / tr / 1e6,
-           opt_level ? opt_level : 1, mc / 1e6,
-           st.raw / tw / mc, st.raw / tr / mc);
+    printf("  one thread: write %.1f MB/s, read+verify %.1f MB/s (raw bytes, zstd level %d); single-thread "
+           "memcpy %.0f MB/s: write %.3f, read %.3f of it\n", st.raw / tw[0] / 1e6, st.raw / tr[0] / 1e6,
+           opt_level ? opt_level : 1, mc / 1e6, st.raw / tw[0] / mc, st.raw / tr[0] / mc);
+    printf("  %d threads: write %.1f MB/s (%.2fx), read+verify %.1f MB/s (%.2fx); %d x single-thread memcpy: "
+           "write %.3f, read %.3f of it\n", tn, st.raw / tw[1] / 1e6, tw[0] / tw[1], st.raw / tr[1] / 1e6,
+           tr[0] / tr[1], tn, st.raw / tw[1] / (mc * tn), st.raw / tr[1] / (mc * tn));
 }
 
 static const dsv4_tensor *st_find(void *ctx, const char *name) { return dsv4_st_find(ctx, name); }
@@ -269,12 +284,14 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
             n = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            opt_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--level") && i + 1 < argc)
             opt_level = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             n = 4096;
         else {
-            fprintf(stderr, "usage: bench_snap [--tokens N] [--level L] [--quick]\n");
+            fprintf(stderr, "usage: bench_snap [--tokens N] [--threads N] [--level L] [--quick]\n");
             return 1;
         }
     }
