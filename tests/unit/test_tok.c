@@ -261,6 +261,12 @@ TEST(decode_and_stream)
     CHECK(dsv4_tok_stream_feed(&s, 'x', &s_out, &err) == 0);
     CHECK_STR(s_out.data, "\xef\xbf\xbdx");
     dsv4_tok_stream_finish(&s, &s_out);
+    {   /* no ids, LOSSY: the scratch buffer's data stays NULL and must not be
+           offset (undefined behaviour; found by fuzz_tok under UBSan) */
+        dsv4_buf e = DSV4_BUF_INIT;
+        CHECK(dsv4_tok_decode(t, ids, 0, DSV4_TOK_LOSSY, &e, &err) == 0 && e.len == 0);
+        dsv4_buf_release(&e);
+    }
     dsv4_buf_release(&out);
     dsv4_buf_release(&s_out);
     dsv4_tok_free(t);
