@@ -528,7 +528,8 @@ static int lenient_item(dsv4_dsml_parser *p, size_t *used, int *closed, dsv4_err
             p->ps.v[k] = pa;       /* a repeated key keeps its last value */
             p->msg.warnings++;
         } else if (params_add(&p->ps, &pa)) {
-            return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+            dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+            return -2;     /* DSV4_E_NOMEM is -1, which would read as BAD (malformed) */
         }
     }
     if (r != GOT)
