@@ -657,6 +657,12 @@ int dsv4_dsml_parser_new(dsv4_dsml_parser **out, unsigned flags, dsv4_dsml_event
         return dsv4_err_set(err, DSV4_E_INVALID, "the streaming parser is lenient only");
     if (!(p = calloc(1, sizeof *p)))
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    /* the steps offset b.data, which must not be NULL even if finish comes
+       before any feed (NULL + 0 is undefined behaviour) */
+    if (dsv4_buf_reserve(&p->b, 0)) {
+        free(p);
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    }
     p->flags = flags;
     p->fn = fn;
     p->ctx = ctx;

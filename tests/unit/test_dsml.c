@@ -369,5 +369,19 @@ TEST(callback_stop)
     }
 }
 
+/* finish with nothing fed: an empty message (the text buffer was NULL and
+ * offset by 0, undefined behaviour; found by fuzz_dsml under UBSan) */
+TEST(finish_unfed)
+{
+    dsv4_dsml_parser *p = NULL;
+    dsv4_err err = DSV4_ERR_INIT;
+    CHECK(dsv4_dsml_parser_new(&p, DSV4_DSML_THINKING, NULL, NULL, &err) == 0);
+    if (!p)
+        return;
+    CHECK_EQ_INT(dsv4_dsml_finish(p, &err), 0);
+    CHECK(dsv4_dsml_parser_msg(p)->ncalls == 0 && dsv4_dsml_parser_msg(p)->content.len == 0);
+    dsv4_dsml_parser_free(p);
+}
+
 TEST_MAIN(T(examples), T(round_trip_official), T(strict_errors), T(lenient_recovery), T(streaming_any_split), T(streaming_random), T(ids_deterministic),
-          T(callback_stop))
+          T(callback_stop), T(finish_unfed))
