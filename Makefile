@@ -141,6 +141,55 @@ uninstall:
 	for m in man/*.7; do rm -f $(DESTDIR)$(MANDIR)/man7/$$(basename $$m); done
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/dsv4 $(DESTDIR)$(ZSHCOMPDIR)/_dsv4
 
+# ---- fuzzing (tests/fuzz/README.md) ----
+# libFuzzer targets, built with clang into build/fuzz/ from their own
+# sanitized copy of the lib objects (build/fuzz/obj/), so the normal build is
+# untouched.  Without a clang that has libFuzzer, fuzz and fuzz-build say so
+# and exit 0; FUZZ_REQUIRE=1 makes that an error (for CI).
+FUZZ_CC     ?= clang
+FUZZ_TIME   ?= 60
+FUZZ_JOBS   ?= 2
+FUZZ_CFLAGS ?= -O1 -g -fno-omit-frame-pointer
+FUZZ_SAN    = -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(FUZZ_CFLAGS) $(FUZZ_SAN) $(DEPS_CFLAGS) \
+                  -DDSV4_HAVE_CUDA=0 -Ilib -Wno-string-concatenation
+FUZZ_SRC    = $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS   = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_LIBOBJ = $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+FUZZ_LIBA   = build/fuzz/libdsv4-fuzz.a
+
+.PHONY: fuzz fuzz-build fuzz-bins
+build/fuzz/obj/%.o: %.c $(CONFIG_DEP)
+	@mkdir -p $(@D)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_LIBA): $(FUZZ_LIBOBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $(FUZZ_LIBOBJ)
+
+build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBA)
+	@echo "  LINK    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -pthread $(LDFLAGS) -o $@ $< $(FUZZ_LIBA) \
+	    $(DEPS_LIBS) -lpthread -lm
+
+# The seed generator is an ordinary program of the normal build.
+build/fuzz/mkseeds: build/tests/fuzz/mkseeds.o $(LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+fuzz-bins: all $(FUZZ_BINS) build/fuzz/mkseeds
+
+fuzz-build:
+	$(Q)if FUZZ_REQUIRE=$(FUZZ_REQUIRE) sh tests/fuzz/probe.sh "$(FUZZ_CC)"; then \
+	    $(MAKE) --no-print-directory fuzz-bins; else st=$$?; [ $$st = 77 ] || exit $$st; fi
+
+fuzz:
+	$(Q)if FUZZ_REQUIRE=$(FUZZ_REQUIRE) sh tests/fuzz/probe.sh "$(FUZZ_CC)"; then \
+	    $(MAKE) --no-print-directory fuzz-bins && sh tests/fuzz/seeds.sh && \
+	    sh tests/fuzz/run.sh -t $(FUZZ_TIME) -j $(FUZZ_JOBS); else st=$$?; [ $$st = 77 ] || exit $$st; fi
+
 clean:
 	rm -rf build bin $(LIBA) tests/out
 

@@ -293,7 +293,10 @@ static int cmd_decode(struct cli *cli, const struct opts *op, dsv4_err *err)
     } else if (!op->strict && (rc = dsv4_dsml_parser_new(&p, parse_flags(op), NULL, NULL, err))) {
         goto out;
     }
-    dsv4_tok_stream_init(&ts, tok, 0);
+    /* The message is JSON: bytes that are not UTF-8 (a completion cut inside a
+     * character, or a model's stray byte tokens) become U+FFFD, as HF's decode
+     * gives the official parser; --raw passes the bytes through. */
+    dsv4_tok_stream_init(&ts, tok, raw ? 0 : DSV4_TOK_LOSSY);
     for (;;) {
         int last;
         rc = dsv4_toks_read(r, ids, sizeof ids / sizeof *ids, &n, err);

@@ -345,6 +345,7 @@ struct dsv4_dsml_parser {
     size_t block_start;   /* where the newlines before the current block begin */
     size_t block_calls;   /* calls completed in the current block */
     int state, no_blocks, failed;
+    int stop;             /* the callback's non-zero return, which feed/finish return */
     params ps;
     dsv4_dsml_msg msg;
 };
@@ -357,7 +358,7 @@ static int emit_text(dsv4_dsml_parser *p, int type, const char *s, size_t n, dsv
     dsv4_buf_append(type == DSV4_DSML_EV_REASONING ? &p->msg.reasoning : &p->msg.content, s, n);
     if (p->msg.reasoning.oom || p->msg.content.oom)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
-    return p->fn ? p->fn(p->ctx, &ev) : 0;
+    return p->fn && (p->stop = p->fn(p->ctx, &ev)) ? -1 : 0;
 }
 
 /* Longest suffix of s[0..n) that is a proper prefix of marker. */
@@ -527,7 +528,8 @@ static int lenient_item(dsv4_dsml_parser *p, size_t *used, int *closed, dsv4_err
             p->ps.v[k] = pa;       /* a repeated key keeps its last value */
             p->msg.warnings++;
         } else if (params_add(&p->ps, &pa)) {
-            return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+            dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+            return -2;     /* DSV4_E_NOMEM is -1, which would read as BAD (malformed) */
         }
     }
     if (r != GOT)
@@ -572,7 +574,7 @@ static int step_block(dsv4_dsml_parser *p, int final, dsv4_err *err)
             }
             p->block_calls++;
             ev.call = &p->msg.calls[p->msg.ncalls - 1];
-            return p->fn && p->fn(p->ctx, &ev) ? -1 : 1;
+            return p->fn && (p->stop = p->fn(p->ctx, &ev)) ? -1 : 1;
         }
         p->waited = p->b.len;
     }
@@ -638,7 +640,11 @@ static int run(dsv4_dsml_parser *p, int final, dsv4_err *err)
     } while (r > 0);
     if (r < 0) {
         p->failed = 1;
-        return err && err->code ? err->code : dsv4_err_set(err, DSV4_E_INVALID, "stopped by the event callback");
+        /* err may hold an old code from the caller: only a callback stop
+         * leaves it untouched, and that one returns its own value */
+        if (p->stop)
+            return dsv4_err_set(err, p->stop, "stopped by the event callback");
+        return err && err->code ? err->code : DSV4_E_NOMEM;
     }
     return 0;
 }
@@ -651,6 +657,12 @@ int dsv4_dsml_parser_new(dsv4_dsml_parser **out, unsigned flags, dsv4_dsml_event
         return dsv4_err_set(err, DSV4_E_INVALID, "the streaming parser is lenient only");
     if (!(p = calloc(1, sizeof *p)))
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    /* the steps offset b.data, which must not be NULL even if finish comes
+       before any feed (NULL + 0 is undefined behaviour) */
+    if (dsv4_buf_reserve(&p->b, 0)) {
+        free(p);
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    }
     p->flags = flags;
     p->fn = fn;
     p->ctx = ctx;

@@ -18,6 +18,10 @@
  *    block or after EOS) stays in content verbatim.  On well-formed input
  *    both parsers give the same message.
  *
+ * Text is bytes: invalid UTF-8 passes through into the message, and then
+ * its JSON is not valid JSON.  Decode tokens with DSV4_TOK_LOSSY first, as
+ * HF's decode gives the official parser its text.
+ *
  * Tool call ids are "call_" + 24 hex digits of BLAKE2b over the completion
  * text up to the end of the call: deterministic, so parsing the same text
  * twice (or in other pieces) gives the same ids.

@@ -237,9 +237,47 @@ static int add_shard(dsv4_st *st, const char *path, dsv4_err *err)
     return rc;
 }
 
+/* qsort and bsearch must not get the NULL array of a file with no tensors
+ * (undefined behaviour even for 0 elements; UBSan stops on it). */
+static void sort_entries(dsv4_st *st)
+{
+    if (st->n > 1)
+        qsort(st->e, st->n, sizeof *st->e, cmp_name);
+}
+
+/* A name that appears more than once (in one shard's header, which JSON
+ * allows, or in two shards) is reported once; in report mode all its copies
+ * are left out, so that a lookup by name is unambiguous and the names stay
+ * unique (dsv4_convert builds one view per name and relies on it).  The
+ * entries must be sorted.  Returns 0 or the strict-mode error. */
+static int drop_duplicates(dsv4_st *st, dsv4_err *err)
+{
+    size_t w = 0;
+    for (size_t i = 0, j; i < st->n; i = j) {
+        for (j = i + 1; j < st->n && !strcmp(st->e[j].name, st->e[i].name); j++)
+            ;
+        if (j - i == 1) {
+            st->e[w++] = st->e[i];
+            continue;
+        }
+        int rc = st->e[i].shard == st->e[i + 1].shard
+                     ? problem(st, err, DSV4_E_FORMAT, st->e[i].name, "duplicate tensor name in %s",
+                               st->shards[st->e[i].shard].path)
+                     : problem(st, err, DSV4_E_FORMAT, st->e[i].name, "present in more than one shard");
+        if (rc)     /* strict mode: the first one fails, nothing was dropped yet */
+            return rc;
+        for (size_t k = i; k < j; k++)
+            free(st->e[k].name);
+    }
+    st->n = w;
+    return 0;
+}
+
 static const struct st_entry *find_entry(const dsv4_st *st, const char *name)
 {
     struct st_entry key;
+    if (!st->n)
+        return NULL;
     key.name = (char *)name;
     return bsearch(&key, st->e, st->n, sizeof *st->e, cmp_name);
 }
@@ -288,7 +326,7 @@ static int open_index(dsv4_st *st, const char *dir, const dsv4_map *idx, dsv4_er
             goto out;
     }
     rc = 0;
-    qsort(st->e, st->n, sizeof *st->e, cmp_name);
+    sort_entries(st);
     /* Every name in the index must be in the shard it names, and only there. */
     for (size_t i = 0; i < wm->len && !rc; i++) {
         const struct st_entry *e = find_entry(st, wm->keys[i]);
@@ -301,10 +339,10 @@ static int open_index(dsv4_st *st, const char *dir, const dsv4_map *idx, dsv4_er
                          wm->items[i].str, st->shards[e->shard].path);
         }
     }
+    if (!rc)
+        rc = drop_duplicates(st, err);
     for (size_t i = 0; i < st->n && !rc; i++) {
-        if (i && !strcmp(st->e[i].name, st->e[i - 1].name))
-            rc = problem(st, err, DSV4_E_FORMAT, st->e[i].name, "present in more than one shard");
-        else if (!dsv4_json_get(wm, st->e[i].name))
+        if (!dsv4_json_get(wm, st->e[i].name))
             rc = problem(st, err, DSV4_E_FORMAT, st->e[i].name, "in shard %s but not listed in the index",
                          st->shards[st->e[i].shard].path);
     }
@@ -359,10 +397,9 @@ int dsv4_st_open(dsv4_st **out, const char *path, dsv4_report_fn report, void *c
         free(single);
         if (rc > 0)   /* reported and skipped */
             rc = 0;
-        qsort(st->e, st->n, sizeof *st->e, cmp_name);
-        for (size_t i = 1; i < st->n && rc == 0; i++)
-            if (!strcmp(st->e[i].name, st->e[i - 1].name))
-                rc = problem(st, err, DSV4_E_FORMAT, st->e[i].name, "duplicate tensor name");
+        sort_entries(st);
+        if (rc == 0)
+            rc = drop_duplicates(st, err);
     }
     if (rc < 0)
         goto fail;

@@ -12,6 +12,11 @@
 #include <zstd.h>
 
 #define MAX_DIM (1 << 20)
+/* The part of a state that dsv4_kv_new allocates, and partly fills, from the
+ * header alone, before any payload arrives: window rings and compressor rows.
+ * V4 Pro needs under 26 MiB; without this cap a 4 KB header could claim 256
+ * layers of head_dim 2^20 and make the reader fill hundreds of GB. */
+#define MAX_FIXED_STATE (1ull << 30)
 
 struct rd {
     int fd;
@@ -92,6 +97,17 @@ static int header_parse(const uint8_t *h, dsv4_snap_info *in, const char *name, 
             return BAD("%s: layer %d claims %lld compressed entries for %lld positions", name, l,
                        (long long)in->n_ent[l], (long long)n);
     }
+    uint64_t fixed = 0;   /* as dsv4_kv_new allocates it; at most 2^49, no overflow */
+    for (int l = 0; l < in->n_all; l++) {
+        fixed += (uint64_t)in->window * in->entry_bytes;
+        if (in->ratios[l] == 4)
+            fixed += (uint64_t)(8 * 2 * in->head_dim + 8 * 2 * in->index_head_dim) * 2 * sizeof(float);
+        else if (in->ratios[l])
+            fixed += (uint64_t)(in->ratios[l] * in->head_dim) * 2 * sizeof(float);
+    }
+    if (fixed > MAX_FIXED_STATE)
+        return BAD("%s: implausible dimensions in the header: the state would need %llu MiB before any data",
+                   name, (unsigned long long)(fixed >> 20));
     return 0;
 }
 

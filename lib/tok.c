@@ -224,6 +224,7 @@ static int load_vocab(dsv4_tok *t, const dsv4_json *vocab, const dsv4_json *adde
     dsv4_buf vs = DSV4_BUF_INIT, as = DSV4_BUF_INIT;
     uint32_t max = 0, id = 0, cap;
     size_t i;
+    int rc;
     for (i = 0; i < vocab->len; i++) {
         if (get_id(&vocab->items[i], &id))
             return dsv4_err_set(err, DSV4_E_FORMAT, "vocab entry %zu: bad id", i);
@@ -262,9 +263,19 @@ static int load_vocab(dsv4_tok *t, const dsv4_json *vocab, const dsv4_json *adde
         /* HF would absorb whitespace around these; none of the DeepSeek
          * tokens does, and tokenizing without it would be silently wrong */
         if (!is_null_or(a, "lstrip", is_false) || !is_null_or(a, "rstrip", is_false) ||
-            !is_null_or(a, "single_word", is_false))
-            return dsv4_err_set(err, DSV4_E_UNSUPPORTED,
-                                "added_tokens[%zu]: lstrip, rstrip and single_word are not supported", i);
+            !is_null_or(a, "single_word", is_false)) {
+            rc = dsv4_err_set(err, DSV4_E_UNSUPPORTED,
+                              "added_tokens[%zu]: lstrip, rstrip and single_word are not supported", i);
+            goto fail;
+        }
+        /* An id both the vocab and an added token spell differently would
+         * decode to the added text where BPE meant the vocab token: encode
+         * would not round-trip.  Real files only repeat a token as itself. */
+        if ((t->kind[id] & TOK_K_VOCAB) && !vs.oom &&
+            (t->vlen[id] != c->len || memcmp(vs.data + t->voff[id], c->str, c->len))) {
+            rc = dsv4_err_set(err, DSV4_E_FORMAT, "added_tokens[%zu]: id %u is also another vocab token", i, id);
+            goto fail;
+        }
         if (t->kind[id] & TOK_K_ADDED)
             continue;
         t->aoff[id] = (uint32_t)as.len;
@@ -291,6 +302,10 @@ static int load_vocab(dsv4_tok *t, const dsv4_json *vocab, const dsv4_json *adde
         t->vhash[h] = id + 1;
     }
     return 0;
+fail:   /* before the strings are handed to t, which dsv4_tok_free frees */
+    dsv4_buf_release(&vs);
+    dsv4_buf_release(&as);
+    return rc;
 }
 
 static int load_merges(dsv4_tok *t, const dsv4_json *merges, const dsv4_json *ign, dsv4_err *err)
@@ -520,6 +535,8 @@ int dsv4_tok_is_added(const dsv4_tok *t, uint32_t id)
 void dsv4_tok_put_lossy(dsv4_buf *out, const unsigned char *s, size_t n)
 {
     size_t i = 0, run = 0;
+    if (!n)   /* s is then often the NULL data of an empty dsv4_buf: no s + 0 */
+        return;
     while (i < n) {
         uint32_t cp;
         int k = dsv4_utf8_decode(s + i, n - i, &cp);

@@ -17,7 +17,10 @@
  * with U+FFFD, which gives exactly HF's ids for the lossily decoded text.
  * With DSV4_TOK_RAW_BYTES the bytes are kept instead (one pre-tokenizer
  * "character" of category Cn each subpart) and decode gives them back, so
- * decode(encode(x)) == x for any bytes.
+ * decode(encode(x)) == x for any bytes, given added tokens that decode to
+ * their own text, as all of V4's do (HF's ByteLevel decoder, which decode
+ * follows, maps an added token made only of byte-level characters, such as
+ * "a\u00b0", through the byte table like any other token).
  *
  * Thread-safety: a loaded dsv4_tok is immutable; any number of threads may
  * encode and decode with it at once.  A dsv4_tok_stream belongs to one

@@ -41,6 +41,14 @@ grep_out '"content": "答案", "reasoning_content": "推理"' "decode --strict: 
 printf '36101 7624' > t.txt
 expect 1 "decode --strict: no </think>" -- dsv4-dsml decode --strict --tokenizer "$TK" t.txt
 grep_err "'t.txt': invalid thinking format" "strict decode error names the input"
+# 190 is the byte 0xff, never UTF-8: U+FFFD in the message, so it stays JSON
+# (it was written raw, which is not JSON); --raw passes the byte through
+printf '7624 190 7624' > ff.txt
+expect 0 "decode: a byte that is not UTF-8" -- dsv4-dsml decode --thinking chat --tokenizer "$TK" ff.txt
+grep_out '"content": "答案�答案"' "decode: the invalid byte becomes U+FFFD"
+expect 0 "decode --raw: a byte that is not UTF-8" -- dsv4-dsml decode --raw --tokenizer "$TK" ff.txt
+printf '答案\377答案' > ff.want
+same out ff.want "decode --raw: the byte as it is"
 printf '7624 999999' > big.txt
 expect 1 "id out of range" -- dsv4-dsml decode --tokenizer "$TK" big.txt
 grep_err "out of range" "id out of range named"

@@ -334,4 +334,54 @@ TEST(round_trip_official)
     free(text);
 }
 
-TEST_MAIN(T(examples), T(round_trip_official), T(strict_errors), T(lenient_recovery), T(streaming_any_split), T(streaming_random), T(ids_deterministic))
+/* A callback's non-zero return stops the parser and feed/finish return it
+ * (dsml.h), also for a call event and with an error struct that still holds
+ * an older code.  They returned DSV4_E_INVALID, or that stale code (found by
+ * fuzz_dsml). */
+struct stopper { int at, n, value; };
+
+static int stop_cb(void *ctx, const dsv4_dsml_event *ev)
+{
+    struct stopper *s = ctx;
+    (void)ev;
+    return ++s->n == s->at ? s->value : 0;
+}
+
+TEST(callback_stop)
+{
+    static const char *const texts[] = { "hello" EOS, "x" BLOCK "</" D "invoke>\n</" D "tool_calls>" EOS };
+    for (int i = 0; i < 2; i++) {
+        struct stopper st = { i + 1, 0, DSV4_E_IO };   /* text 1: the call is the second event */
+        dsv4_dsml_parser *p = NULL;
+        dsv4_err err = { DSV4_E_FORMAT, "an older error" };
+        int rc;
+        CHECK(dsv4_dsml_parser_new(&p, 0, stop_cb, &st, &err) == 0);
+        if (!p)
+            continue;
+        rc = dsv4_dsml_feed(p, texts[i], strlen(texts[i]), &err);
+        if (!rc)
+            rc = dsv4_dsml_finish(p, &err);
+        CHECK_EQ_INT(rc, DSV4_E_IO);
+        CHECK_EQ_INT(err.code, DSV4_E_IO);
+        CHECK(strstr(err.msg, "stopped by the event callback") != NULL);
+        CHECK_EQ_INT(dsv4_dsml_feed(p, "y", 1, &err), DSV4_E_INVALID);
+        dsv4_dsml_parser_free(p);
+    }
+}
+
+/* finish with nothing fed: an empty message (the text buffer was NULL and
+ * offset by 0, undefined behaviour; found by fuzz_dsml under UBSan) */
+TEST(finish_unfed)
+{
+    dsv4_dsml_parser *p = NULL;
+    dsv4_err err = DSV4_ERR_INIT;
+    CHECK(dsv4_dsml_parser_new(&p, DSV4_DSML_THINKING, NULL, NULL, &err) == 0);
+    if (!p)
+        return;
+    CHECK_EQ_INT(dsv4_dsml_finish(p, &err), 0);
+    CHECK(dsv4_dsml_parser_msg(p)->ncalls == 0 && dsv4_dsml_parser_msg(p)->content.len == 0);
+    dsv4_dsml_parser_free(p);
+}
+
+TEST_MAIN(T(examples), T(round_trip_official), T(strict_errors), T(lenient_recovery), T(streaming_any_split), T(streaming_random), T(ids_deterministic),
+          T(callback_stop), T(finish_unfed))

@@ -186,4 +186,66 @@ static void setup(void)
     mkdir(dir, 0755);
 }
 
-TEST_MAIN(T(write_and_read), T(hostile_headers), T(sharded_index), T(fixture_shards))
+/* A file with no tensors (or none readable) leaves the entry array NULL:
+ * found by fuzz_safetensors, where UBSan stopped at qsort(NULL, 0, ...). */
+TEST(no_tensors)
+{
+    dsv4_st *st = NULL;
+    dsv4_err err = DSV4_ERR_INIT;
+    raw_file("empty-header", "{}", 0, 0);
+    CHECK_EQ_INT(dsv4_st_open(&st, path_of("empty-header"), NULL, NULL, &err), 0);
+    if (st) {
+        CHECK_EQ_INT(dsv4_st_count(st), 0);
+        CHECK(dsv4_st_find(st, "a") == NULL);
+        CHECK(dsv4_st_tensor(st, 0) == NULL);
+    }
+    dsv4_st_close(st);
+    st = NULL;
+    raw_file("zero", "", 0, 0);
+    truncate(path_of("zero"), 0);
+    CHECK(open_msg("zero", "too short"));
+}
+
+/* Found by fuzz_safetensors: in report mode a repeated name was reported
+ * but both copies were kept, so names were not unique (dsv4_convert then
+ * left views uninitialized).  Now every copy is left out. */
+TEST(duplicates_left_out)
+{
+    char sub[600];
+    FILE *f;
+    dsv4_st *st = NULL;
+    dsv4_err err = DSV4_ERR_INIT;
+    dsv4_buf probs = DSV4_BUF_INIT;
+    raw_file("dup2", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+                     "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
+                     "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}", 0, 3);
+    CHECK(dsv4_st_open(&st, path_of("dup2"), problems_cb, &probs, &err) == 0);
+    CHECK(probs.data && strstr(probs.data, "a: duplicate tensor name") != NULL);
+    if (st) {
+        CHECK_EQ_INT(dsv4_st_count(st), 1);
+        CHECK(dsv4_st_find(st, "a") == NULL && dsv4_st_find(st, "b") != NULL);
+    }
+    dsv4_st_close(st);
+    st = NULL;
+    dsv4_buf_release(&probs);
+
+    snprintf(sub, sizeof sub, "%s/ck2", dir);
+    mkdir(sub, 0755);
+    raw_file("ck2/s1.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 0, 2);
+    raw_file("ck2/s2.safetensors", "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+                                   "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}", 0, 3);
+    f = fopen(path_of("ck2/model.safetensors.index.json"), "w");
+    fputs("{\"weight_map\": {\"a\": \"s1.safetensors\", \"b\": \"s2.safetensors\"}}", f);
+    fclose(f);
+    CHECK(dsv4_st_open(&st, sub, NULL, NULL, &err) != 0);
+    CHECK(dsv4_st_open(&st, sub, problems_cb, &probs, &err) == 0);
+    CHECK(probs.data && strstr(probs.data, "a: present in more than one shard") != NULL);
+    if (st) {
+        CHECK_EQ_INT(dsv4_st_count(st), 1);
+        CHECK(dsv4_st_find(st, "a") == NULL && dsv4_st_find(st, "b") != NULL);
+    }
+    dsv4_st_close(st);
+    dsv4_buf_release(&probs);
+}
+
+TEST_MAIN(T(write_and_read), T(hostile_headers), T(sharded_index), T(fixture_shards), T(no_tensors), T(duplicates_left_out))

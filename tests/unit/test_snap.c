@@ -13,6 +13,7 @@
 #include "safetensors.h"
 #include "snap.h"
 
+#include <sodium.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -550,4 +551,38 @@ TEST(threads)
     fx_close(&f);
 }
 
-TEST_MAIN(T(resume), T(sizes), T(flash_sizes), T(bad_streams), T(threads))
+/* Found by fuzz_snap: a 4 KB header (with a valid hash) claiming 256 HCA
+ * layers of head_dim 2^20 made dsv4_snap_read allocate and fill about 290 GB
+ * for the state before reading any payload.  Such headers are refused.
+ * Read with load_state 0 so that a regression fails here without trying. */
+TEST(huge_header)
+{
+    enum { NALL = 256, HDIM = 1 << 20, ROPE = 64, IHD = 128 };
+    uint32_t hb = DSV4_SNAP_FIXED_BYTES + NALL * DSV4_SNAP_LAYER_BYTES + 32;
+    uint8_t *h = calloc(1, hb);
+    uint32_t nd = HDIM - ROPE, eb = (2 * ROPE + nd + (nd + 63) / 64 + 7) / 8 * 8;
+    uint32_t dims[9] = { 1024, 128, 4, 128, HDIM, ROPE, IHD, eb, IHD / 2 + (IHD + 31) / 32 };
+    dsv4_snap_ropts o = DSV4_SNAP_ROPTS_INIT;
+    dsv4_snap sn = DSV4_SNAP_INIT;
+    dsv4_err err = DSV4_ERR_INIT;
+    memcpy(h, DSV4_SNAP_MAGIC, 8);
+    dsv4_le16_put(h + 8, DSV4_SNAP_MAJOR);
+    dsv4_le32_put(h + 16, hb);
+    dsv4_le32_put(h + 20, 1);
+    dsv4_le32_put(h + 40, NALL);
+    dsv4_le32_put(h + 44, NALL);
+    for (int i = 0; i < 9; i++)
+        dsv4_le32_put(h + 48 + 4 * i, dims[i]);
+    for (int l = 0; l < NALL; l++)
+        dsv4_le32_put(h + DSV4_SNAP_FIXED_BYTES + DSV4_SNAP_LAYER_BYTES * l, 128);
+    crypto_generichash(h + hb - 32, 32, h, hb - 32, NULL, 0);
+    o.load_state = 0;
+    int fd = mem_fd(h, hb);
+    CHECK_EQ_INT(dsv4_snap_read(fd, &o, &sn, NULL, &err), DSV4_E_FORMAT);
+    CHECK(strstr(err.msg, "implausible dimensions") != NULL);
+    close(fd);
+    dsv4_snap_release(&sn);
+    free(h);
+}
+
+TEST_MAIN(T(resume), T(sizes), T(flash_sizes), T(bad_streams), T(threads), T(huge_header))

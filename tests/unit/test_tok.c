@@ -261,6 +261,12 @@ TEST(decode_and_stream)
     CHECK(dsv4_tok_stream_feed(&s, 'x', &s_out, &err) == 0);
     CHECK_STR(s_out.data, "\xef\xbf\xbdx");
     dsv4_tok_stream_finish(&s, &s_out);
+    {   /* no ids, LOSSY: the scratch buffer's data stays NULL and must not be
+           offset (undefined behaviour; found by fuzz_tok under UBSan) */
+        dsv4_buf e = DSV4_BUF_INIT;
+        CHECK(dsv4_tok_decode(t, ids, 0, DSV4_TOK_LOSSY, &e, &err) == 0 && e.len == 0);
+        dsv4_buf_release(&e);
+    }
     dsv4_buf_release(&out);
     dsv4_buf_release(&s_out);
     dsv4_tok_free(t);
@@ -299,6 +305,24 @@ TEST(load_errors)
         char *p = strstr(j, "\"dropout\":null");
         memcpy(p, "\"dropout\":0.50", 14);
         CHECK_EQ_INT(load_rc(j), DSV4_E_UNSUPPORTED);
+    }
+    free(j);
+    /* An added token on the id of another vocab token (byte 0x96's): its
+       text would come out where BPE meant the byte, so encode would not
+       round-trip.  Found by fuzz_tok.  (The same error path used to leak the
+       vocab strings, as did the lstrip refusal above under LeakSanitizer.) */
+    j = make_json(NULL, -1, NULL);
+    {
+        char *p = strstr(j, "\"id\":301");
+        memcpy(p, "\"id\":150", 8);                 /* same length */
+        CHECK_EQ_INT(load_rc(j), DSV4_E_FORMAT);
+    }
+    free(j);
+    j = make_json(NULL, -1, NULL);
+    {   /* repeating a vocab token as itself is fine (the V4 file does it) */
+        char *p = strstr(j, "{\"id\":301,\"content\":\"<think>\"");
+        memcpy(p, "{\"id\":259,\"content\":\"aa\"     ", 29);  /* same length; "aa" is 259 */
+        CHECK_EQ_INT(load_rc(j), 0);
     }
     free(j);
     j = make_json(NULL, 'q', NULL);
