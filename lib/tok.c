@@ -262,9 +262,13 @@ static int load_vocab(dsv4_tok *t, const dsv4_json *vocab, const dsv4_json *adde
         /* HF would absorb whitespace around these; none of the DeepSeek
          * tokens does, and tokenizing without it would be silently wrong */
         if (!is_null_or(a, "lstrip", is_false) || !is_null_or(a, "rstrip", is_false) ||
-            !is_null_or(a, "single_word", is_false))
+            !is_null_or(a, "single_word", is_false)) {
+            /* the string buffers are not t's yet: t would not free them */
+            dsv4_buf_release(&vs);
+            dsv4_buf_release(&as);
             return dsv4_err_set(err, DSV4_E_UNSUPPORTED,
                                 "added_tokens[%zu]: lstrip, rstrip and single_word are not supported", i);
+        }
         if (t->kind[id] & TOK_K_ADDED)
             continue;
         t->aoff[id] = (uint32_t)as.len;
