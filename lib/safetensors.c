@@ -240,6 +240,8 @@ static int add_shard(dsv4_st *st, const char *path, dsv4_err *err)
 static const struct st_entry *find_entry(const dsv4_st *st, const char *name)
 {
     struct st_entry key;
+    if (!st->n)   /* st->e may be NULL, which bsearch may not be given */
+        return NULL;
     key.name = (char *)name;
     return bsearch(&key, st->e, st->n, sizeof *st->e, cmp_name);
 }
@@ -288,7 +290,8 @@ static int open_index(dsv4_st *st, const char *dir, const dsv4_map *idx, dsv4_er
             goto out;
     }
     rc = 0;
-    qsort(st->e, st->n, sizeof *st->e, cmp_name);
+    if (st->n)   /* st->e is NULL when no tensor was read */
+        qsort(st->e, st->n, sizeof *st->e, cmp_name);
     /* Every name in the index must be in the shard it names, and only there. */
     for (size_t i = 0; i < wm->len && !rc; i++) {
         const struct st_entry *e = find_entry(st, wm->keys[i]);
@@ -359,7 +362,8 @@ int dsv4_st_open(dsv4_st **out, const char *path, dsv4_report_fn report, void *c
         free(single);
         if (rc > 0)   /* reported and skipped */
             rc = 0;
-        qsort(st->e, st->n, sizeof *st->e, cmp_name);
+        if (st->n)   /* st->e is NULL when no tensor was read */
+            qsort(st->e, st->n, sizeof *st->e, cmp_name);
         for (size_t i = 1; i < st->n && rc == 0; i++)
             if (!strcmp(st->e[i].name, st->e[i - 1].name))
                 rc = problem(st, err, DSV4_E_FORMAT, st->e[i].name, "duplicate tensor name");
