@@ -285,7 +285,7 @@ int dsv4_model_open(dsv4_model **out, const char *path, dsv4_err *err)
 {
     dsv4_model *m = calloc(1, sizeof *m);
     const uint8_t *h, *meta;
-    uint64_t fsize, meta_off, meta_bytes, data_off, data_bytes, dir_off, dir_bytes, ntens, p, end;
+    uint64_t fsize, meta_off, meta_bytes, data_off, data_bytes, dir_off, dir_bytes, ntens, p, end, data_end = 0;
     uint32_t nblobs;
     uint8_t dig[HASH];
     const dsv4_tensor **views = NULL;
@@ -329,10 +329,13 @@ int dsv4_model_open(dsv4_model **out, const char *path, dsv4_err *err)
              "'%s': file has %llu bytes but its header says %llu%s", path, (unsigned long long)fsize,
              (unsigned long long)dsv4_le64_get(h + H_FILE_BYTES),
              fsize < dsv4_le64_get(h + H_FILE_BYTES) ? " (truncated)" : "");
-    if (meta_off < H_SIZE || meta_off > fsize || meta_bytes > fsize - meta_off || data_off > fsize ||
-        data_bytes > fsize - data_off || dir_off < meta_off || dir_bytes > meta_off + meta_bytes - dir_off ||
-        dir_off > meta_off + meta_bytes || ntens > dir_bytes / DIR_FIXED + 1 ||
-        (uint64_t)nblobs * BLOB_REC > meta_bytes)
+    /* Every field is the file's word, checksums included (a hostile writer
+     * recomputes them): compare without sums that could wrap.  The regions
+     * follow each other: header, metadata, data. */
+    if (meta_off < DSV4_MODEL_ALIGN || meta_off > fsize || meta_bytes > fsize - meta_off ||
+        data_off < meta_off + meta_bytes || data_off > fsize || data_bytes != fsize - data_off ||
+        dir_off < meta_off || dir_off > meta_off + meta_bytes || dir_bytes > meta_off + meta_bytes - dir_off ||
+        ntens > dir_bytes / DIR_FIXED + 1 || (uint64_t)nblobs * BLOB_REC > meta_bytes)
         FAIL(DSV4_E_FORMAT, "'%s': inconsistent section offsets in the header", path);
     meta = h + meta_off;
     blake(dig, meta, (size_t)meta_bytes);
@@ -369,9 +372,10 @@ int dsv4_model_open(dsv4_model **out, const char *path, dsv4_err *err)
     end = dir_off + dir_bytes;
     for (uint64_t i = 0; i < ntens; i++) {
         const uint8_t *r = h + p;
-        uint64_t nl, to, tb, numel = 1;
+        uint64_t nl, to, tb, numel = 1, span = 1;
         dsv4_tensor *t = &m->t[i];
-        if (end - p < DIR_FIXED)
+        /* p > end: the previous entry's padding ran past the directory */
+        if (p > end || end - p < DIR_FIXED)
             FAIL(DSV4_E_FORMAT, "'%s': tensor directory ends early (entry %llu)", path, (unsigned long long)i);
         nl = dsv4_le16_get(r);
         if (nl == 0 || nl > MAX_NAME || end - p < DIR_FIXED + nl)
@@ -386,9 +390,12 @@ int dsv4_model_open(dsv4_model **out, const char *path, dsv4_err *err)
             FAIL(DSV4_E_FORMAT, "'%s': tensor '%s' has an unknown dtype or rank", path, t->name);
         for (int d = 0; d < t->ndim; d++) {
             uint64_t v = dsv4_le64_get(r + 8 + 8 * d);
-            if (v > (1ull << 40) || (v && numel > (1ull << 50) / v))
+            /* span: the product of the nonzero dims, so that a zero dim does
+             * not let the others multiply past int64 where rows are sized */
+            if (v > (1ull << 40) || (v && span > (1ull << 50) / v))
                 FAIL(DSV4_E_FORMAT, "'%s': tensor '%s' has an absurd shape", path, t->name);
             t->shape[d] = (int64_t)v;
+            span *= v ? v : 1;
             numel *= v;
         }
         to = dsv4_le64_get(r + 40);
@@ -398,6 +405,10 @@ int dsv4_model_open(dsv4_model **out, const char *path, dsv4_err *err)
                  (unsigned long long)tb);
         if (to < data_off || to > fsize || tb > fsize - to || to % DSV4_MODEL_ALIGN)
             FAIL(DSV4_E_FORMAT, "'%s': tensor '%s' lies outside the data region", path, t->name);
+        /* offsets increase in directory order, so no two tensors share bytes */
+        if (to < data_end)
+            FAIL(DSV4_E_FORMAT, "'%s': tensor '%s' overlaps the previous tensor", path, t->name);
+        data_end = to + tb;
         t->data = h + to;
         t->nbytes = tb;
         memcpy(m->hash[i], r + 56, HASH);

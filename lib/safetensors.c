@@ -79,8 +79,8 @@ static int parse_entry(dsv4_st *st, int shard, const char *key, const dsv4_json 
     const dsv4_json *dt = dsv4_json_get(v, "dtype"), *sh = dsv4_json_get(v, "shape"),
                     *off = dsv4_json_get(v, "data_offsets");
     char subj[400];
-    int64_t numel = 1;
-    uint64_t b, e, esz;
+    int64_t numel = 1, span = 1;
+    uint64_t b = 0, e = 0, esz;
     memset(out, 0, sizeof *out);
     snprintf(subj, sizeof subj, "%s: %s", path, key);
     if (v->type != DSV4_JSON_OBJECT || !dt || dt->type != DSV4_JSON_STRING || !sh ||
@@ -97,15 +97,26 @@ static int parse_entry(dsv4_st *st, int shard, const char *key, const dsv4_json 
         if (d->type != DSV4_JSON_NUMBER || !d->is_int || d->num < 0 || d->num > 1e15)
             return problem(st, err, DSV4_E_FORMAT, subj, "bad dimension %zu in shape", i);
         out->t.shape[i] = (int64_t)d->num;
-        if (out->t.shape[i] && numel > INT64_MAX / 16 / out->t.shape[i])
+        /* span: the product of the nonzero dims, so that a zero dim does not
+         * let the others multiply past int64 where rows are sized */
+        if (out->t.shape[i] && span > INT64_MAX / 16 / out->t.shape[i])
             return problem(st, err, DSV4_E_FORMAT, subj, "shape too large");
+        if (out->t.shape[i])
+            span *= out->t.shape[i];
         numel *= out->t.shape[i];
     }
-    for (int i = 0; i < 2; i++)
-        if (off->items[i].type != DSV4_JSON_NUMBER || !off->items[i].is_int || off->items[i].num < 0)
+    for (int i = 0; i < 2; i++) {
+        const dsv4_json *o = &off->items[i];
+        char *stop;
+        uint64_t x;
+        if (o->type != DSV4_JSON_NUMBER || !o->is_int || o->num < 0)
             return problem(st, err, DSV4_E_FORMAT, subj, "bad data_offsets");
-    b = strtoull(off->items[0].str, NULL, 10);
-    e = strtoull(off->items[1].str, NULL, 10);
+        errno = 0;
+        x = strtoull(o->str, &stop, 10);
+        if (errno == ERANGE || *stop)   /* past 2^64: strtoull would saturate */
+            return problem(st, err, DSV4_E_FORMAT, subj, "bad data_offsets");
+        *(i ? &e : &b) = x;
+    }
     esz = dsv4_dtype_size(out->t.dtype);
     if (b > e)
         return problem(st, err, DSV4_E_FORMAT, subj, "data_offsets [%llu, %llu) are reversed",
@@ -346,6 +357,8 @@ static int open_index(dsv4_st *st, const char *dir, const dsv4_map *idx, dsv4_er
             rc = problem(st, err, DSV4_E_FORMAT, st->e[i].name, "in shard %s but not listed in the index",
                          st->shards[st->e[i].shard].path);
     }
+    if (rc < 0)
+        dsv4_err_prefix(err, "'%s'", idx->path);
 out:
     free(files);
     dsv4_json_free(j);
