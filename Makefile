@@ -59,7 +59,7 @@ KTESTS    = $(KTEST_SRC:tests/kernels/%.c=build/tests/kernels/%)
 BENCH_SRC = $(sort $(wildcard tests/bench/*.c))
 BENCHES   = $(BENCH_SRC:tests/bench/%.c=build/bench/%)
 
-.PHONY: all check check-gpu demo bench install uninstall clean completions tests
+.PHONY: all check check-all check-gpu demo bench install uninstall clean completions tests
 all: $(LIBA) $(PROGS) $(TOOLS)
 
 # Objects depend on config.mk: switching --with/--without CUDA rebuilds.
@@ -109,6 +109,11 @@ tests: all $(UNITS) $(KTESTS) $(BENCHES)
 # The whole suite: unit tests, kernel tests (skip without a GPU), CLI tests.
 check: tests
 	$(Q)sh tests/run.sh
+
+# Everything CI runs: the suite above, then every fuzz target for FUZZ_TIME
+# seconds (skipped without clang and libFuzzer unless FUZZ_REQUIRE=1).
+check-all: tests fuzz-build
+	$(Q)FUZZ_TIME=$(FUZZ_TIME) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_REQUIRE=$(FUZZ_REQUIRE) sh tests/run.sh unit kernels cli fuzz
 
 check-gpu: tests
 	$(Q)DSV4_REQUIRE_GPU=1 sh tests/run.sh kernels

@@ -3,7 +3,9 @@
 # skipped, e.g. no GPU) and CLI tests.  Each test program prints its own
 # "N passed, N failed" line; this script adds them up and prints the total
 # as its last line.  Logs go to tests/out/.
-#   usage: sh tests/run.sh [unit] [kernels] [cli]     (default: all three)
+#   usage: sh tests/run.sh [unit] [kernels] [cli] [fuzz]   (default: the first three)
+# fuzz runs every libFuzzer target for $FUZZ_TIME seconds (default 60), two at
+# a time (tests/fuzz/run.sh; `make fuzz-build` first); skipped without them.
 cd "$(dirname "$0")/.." || exit 1
 LC_ALL=C; export LC_ALL
 out=tests/out
@@ -55,6 +57,15 @@ for kind in $kinds; do
             n=${t##*/}; n=${n%.sh}; log=$out/$n.log
             sh "$t" >"$log" 2>&1; count "$n" $? "$log"
         done ;;
+    fuzz)
+        log=$out/fuzz.log
+        if ls build/fuzz/fuzz_* >/dev/null 2>&1 && sh tests/fuzz/seeds.sh >"$out/fuzz-seeds.log" 2>&1; then
+            sh tests/fuzz/run.sh -t "${FUZZ_TIME:-60}" -j "${FUZZ_JOBS:-2}" >"$log" 2>&1; st=$?
+        else
+            echo "skipped: no fuzz targets built (make fuzz-build needs clang and libFuzzer)" >"$log"; st=77
+            if [ -n "$FUZZ_REQUIRE" ]; then st=1; fi
+        fi
+        count fuzz $st "$log" ;;
     *) echo "run.sh: unknown test kind '$kind'" >&2; exit 2 ;;
     esac
 done
