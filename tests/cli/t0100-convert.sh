@@ -161,6 +161,31 @@ grep_out "short.dsv4.*truncated" "truncation is named"
 expect 1 "--info: empty file" -- dsv4-convert --info empty.dsv4
 grep_err "empty.dsv4" "empty file is named"
 
+# ---- hostile .dsv4 files: fields that lie under valid checksums ----------
+# (tests/unit/test_hostile.c tries every field; these check that the
+# programs refuse such files and name them)
+
+u64at() { od -A n -t u8 -j "$2" -N 8 "$1" | tr -d ' '; }
+# hostile NAME DESC OFFSET VALUE PATTERN: tiny.dsv4 with the u64 at OFFSET
+# set to VALUE, checksums recomputed; --check fails saying PATTERN
+hostile() {
+    cp tiny.dsv4 "$1.dsv4" && dsv4-tcorrupt put64 "$1.dsv4" "$3" "$4" && dsv4-tcorrupt rehash "$1.dsv4"
+    expect 1 "--check: $2" -- dsv4-convert --check "$1.dsv4"
+    grep_out "$1\.dsv4.*$5" "--check: $2: named"
+}
+fsize=$(wc -c <tiny.dsv4)
+dir0=$(u64at tiny.dsv4 88)
+hostile h-ntens "n_tensors 2^61" 80 0x2000000000000000 "inconsistent section offsets"
+hostile h-moff "meta_offset = file size - 1" 40 $((fsize - 1)) "inconsistent section offsets"
+hostile h-dirb "dir_bytes 2^64 - 1" 96 0xffffffffffffffff "inconsistent section offsets"
+hostile h-doff "data region over the metadata" 56 4096 "inconsistent section offsets"
+hostile h-toff "a tensor offset of 2^64 - 4096" $((dir0 + 40)) 0xfffffffffffff000 "lies outside the data region"
+hostile h-tover "a tensor over the header" $((dir0 + 40)) 0 "lies outside the data region"
+hostile h-tnb "a tensor's nbytes 2^64 - 1" $((dir0 + 48)) 0xffffffffffffffff "do not match its shape"
+hostile h-dim "a dim of 2^63" $((dir0 + 8)) 0x8000000000000000 "absurd shape"
+expect 1 "dsv4-prefill refuses a hostile model" -- dsv4-prefill -m h-toff.dsv4 -i /dev/null
+grep_err "h-toff\.dsv4.*outside the data region" "dsv4-prefill names it"
+
 # ---- broken checkpoints --------------------------------------------------
 
 # (b) truncated shard
@@ -170,6 +195,12 @@ must_fail_both trunc "truncated shard" "$S2: .*truncated shard"
 fresh stub
 truncate -s 4 stub/$S1
 must_fail_both stub "shard shorter than its header length" "$S1: file too short"
+fresh hlen
+dsv4-tcorrupt put64 hlen/$S1 0 0xffffffffffffffff
+must_fail_both hlen "header length 2^64 - 1" "$S1: header length [0-9]* exceeds the 100 MB limit"
+fresh hlen2
+dsv4-tcorrupt put64 hlen2/$S1 0 $(($(wc -c <hlen2/$S1) - 7))
+must_fail_both hlen2 "header length past the end" "$S1: header length [0-9]* but the file has"
 fresh gone
 rm gone/$S2
 must_fail_both gone "missing shard" "$S2: shard listed in the index does not exist"

@@ -8,6 +8,11 @@
  *                                           (default 0x01)
  *   dsv4-tcorrupt put8 FILE OFFSET VALUE    write one byte
  *   dsv4-tcorrupt put16 FILE OFFSET VALUE   write VALUE as a little-endian u16
+ *   dsv4-tcorrupt put64 FILE OFFSET VALUE   write VALUE as a little-endian u64
+ *   dsv4-tcorrupt rehash FILE.dsv4          recompute meta_hash (if the
+ *                                           metadata region lies in the file)
+ *                                           and header_hash after edits, as a
+ *                                           hostile writer would
  *
  * `offset` uses only lib/model.h: the data views all point into one mapping
  * and the file ends where the last tensor's data ends, so a view's distance
@@ -22,6 +27,7 @@
 #include "tool.h"
 
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +116,28 @@ static int put_bytes(const char *path, const char *offs, const uint8_t *val, con
     return 0;
 }
 
+/* dsv4-model(5): meta_offset at 40, meta_bytes at 48, meta_hash at 136,
+ * header_hash (of bytes 0..223) at 224. */
+static int rehash(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    uint8_t *b;
+    long n;
+    uint64_t mo, mb;
+    if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 256 || fseek(f, 0, SEEK_SET) ||
+        !(b = malloc((size_t)n)) || fread(b, 1, (size_t)n, f) != (size_t)n)
+        die("cannot read '%s' (or shorter than a header)", path);
+    mo = dsv4_le64_get(b + 40);
+    mb = dsv4_le64_get(b + 48);
+    if (mo <= (uint64_t)n && mb <= (uint64_t)n - mo)
+        crypto_generichash(b + 136, 32, b + mo, (size_t)mb, NULL, 0);
+    crypto_generichash(b + 224, 32, b, 224, NULL, 0);
+    if (fseek(f, 0, SEEK_SET) || fwrite(b, 1, 256, f) != 256 || fclose(f))
+        die("cannot write '%s'", path);
+    free(b);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (dsv4_init())
@@ -133,6 +161,13 @@ int main(int argc, char **argv)
         uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
         return put_bytes(argv[2], argv[3], b, NULL, 2);
     }
+    if (argc == 5 && !strcmp(argv[1], "put64")) {
+        uint8_t b[8];
+        dsv4_le64_put(b, strtoull(argv[4], NULL, 0));
+        return put_bytes(argv[2], argv[3], b, NULL, 8);
+    }
+    if (argc == 3 && !strcmp(argv[1], "rehash"))
+        return rehash(argv[2]);
     die("usage: dsv4-tcorrupt offset FILE.dsv4 TENSOR | stoffset FILE.safetensors TENSOR | flip FILE OFFSET [MASK] |"
-        " put8 FILE OFFSET VALUE | put16 FILE OFFSET VALUE");
+        " put8 FILE OFFSET VALUE | put16 FILE OFFSET VALUE | put64 FILE OFFSET VALUE | rehash FILE.dsv4");
 }

@@ -43,6 +43,20 @@ static int test_cur_failed;
         return fail ? 1 : 0; \
     }
 
+/* TEST_SANITIZED: built with ./configure --sanitize, where the forward pass
+ * runs about five times slower; the slowest tests then run a smaller case
+ * (the plain build runs the full one). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TEST_SANITIZED
+#define TEST_SANITIZED 0
+#endif
+
 /* Path of the shared fixtures: $DSV4_FIXTURES or ../shared/fixtures. */
 static inline const char *test_fixtures(void)
 {
