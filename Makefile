@@ -23,8 +23,10 @@ CUDA_ARCH  ?= sm_90
 CUDA_GENCODE ?= -gencode arch=compute_90,code=sm_90
 CUDA_LIBS  ?=
 NVCCFLAGS  ?= -O2
+SANITIZE_FLAGS ?=
+SANITIZE_LDFLAGS ?=
 
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(DEPS_CFLAGS) -DDSV4_HAVE_CUDA=$(HAVE_CUDA) -Ilib
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANITIZE_FLAGS) $(DEPS_CFLAGS) -DDSV4_HAVE_CUDA=$(HAVE_CUDA) -Ilib
 LIBS       = $(DEPS_LIBS) $(CUDA_LIBS) -lpthread -lm
 
 ifeq ($(V),1)
@@ -43,7 +45,7 @@ LINKFLAGS = $(filter-out -pthread,$(LDFLAGS))
 else
 CU_OBJ    =
 LINK      = $(CC) -pthread
-LINKFLAGS = $(LDFLAGS)
+LINKFLAGS = $(SANITIZE_FLAGS) $(SANITIZE_LDFLAGS) $(LDFLAGS)
 endif
 LIBA      = lib/libdsv4.a
 
@@ -59,7 +61,7 @@ KTESTS    = $(KTEST_SRC:tests/kernels/%.c=build/tests/kernels/%)
 BENCH_SRC = $(sort $(wildcard tests/bench/*.c))
 BENCHES   = $(BENCH_SRC:tests/bench/%.c=build/bench/%)
 
-.PHONY: all check check-all check-gpu demo bench install uninstall clean completions tests
+.PHONY: all check check-all check-sanitize check-gpu demo bench install uninstall clean completions tests
 all: $(LIBA) $(PROGS) $(TOOLS)
 
 # Objects depend on config.mk: switching --with/--without CUDA rebuilds.
@@ -114,6 +116,24 @@ check: tests
 # seconds (skipped without clang and libFuzzer unless FUZZ_REQUIRE=1).
 check-all: tests fuzz-build
 	$(Q)FUZZ_TIME=$(FUZZ_TIME) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_REQUIRE=$(FUZZ_REQUIRE) sh tests/run.sh unit kernels cli fuzz
+
+# The whole suite again, built with ./configure --sanitize (ASan, LSan,
+# UBSan), without touching this tree's build: build/, bin/ and the library
+# are fixed paths, so the sanitized build gets its own copy of the sources
+# in build/sanitize/ (refreshed each time; timestamps kept, so only what
+# changed is rebuilt).  Fixtures, spec and tokenizer cache stay this tree's.
+# Logs: build/sanitize/tests/out/.
+SAN_DIR = build/sanitize
+SAN_SRC = $(wildcard Makefile configure INSTALL README.md .ci cmd completions kernels lib man tests)
+check-sanitize:
+	$(Q)rm -rf $(addprefix $(SAN_DIR)/,$(SAN_SRC)) && mkdir -p $(SAN_DIR)
+	$(Q)find $(SAN_SRC) \( -path tests/out -o -name '*.[oad]' \) -prune -o -type f -print | \
+		tar -cf - -T - | tar -xpf - -C $(SAN_DIR)
+	$(Q)cd $(SAN_DIR) && ./configure --sanitize CC='$(CC)'
+	$(Q)$(MAKE) -C $(SAN_DIR) tests
+	$(Q)cd $(SAN_DIR) && DSV4_FIXTURES="$${DSV4_FIXTURES:-$(CURDIR)/../shared/fixtures}" \
+		DSV4_SPEC="$${DSV4_SPEC:-$(CURDIR)/../shared/spec}" \
+		DSV4_TOK_CACHE="$${DSV4_TOK_CACHE:-$(CURDIR)/.cache/tok}" sh tests/run.sh
 
 check-gpu: tests
 	$(Q)DSV4_REQUIRE_GPU=1 sh tests/run.sh kernels
@@ -198,5 +218,6 @@ fuzz:
 clean:
 	rm -rf build bin $(LIBA) tests/out
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# (not those of the sanitized copy, whose paths would read as this tree's)
+-include $(shell find build -path $(SAN_DIR) -prune -o -name '*.d' -print 2>/dev/null)
 .SECONDARY:

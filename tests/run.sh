@@ -13,6 +13,26 @@ mkdir -p "$out"
 pass=0 fail=0 skip=0
 kinds=${*:-unit kernels cli}
 
+# Sanitized builds (./configure --sanitize): every report must fail its test,
+# also from a program a CLI test expects to fail (exit 1) or only expects to
+# be non-zero.  So reports go to files under $san as well as the exit status
+# 99, and a test that left a report fails with the report in its log.  User
+# options come last and win.  Harmless for unsanitized builds.
+san=$PWD/$out/sanitizer
+rm -rf "$san" && mkdir -p "$san" || exit 1
+ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:exitcode=99:log_path=$san/asan:${ASAN_OPTIONS:-}"
+UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=99:log_path=$san/ubsan:${UBSAN_OPTIONS:-}"
+export ASAN_OPTIONS UBSAN_OPTIONS
+# reports LOG: append any sanitizer reports to LOG, clear them; false if any
+reports() {
+    set -- "$1" "$san"/*
+    [ -e "$2" ] || return 0
+    _rlog=$1; shift
+    { echo "sanitizer reports:"; cat "$@"; } >>"$_rlog"
+    rm -f "$@"
+    return 1
+}
+
 count() { # $1 = name, $2 = exit status, $3 = log
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$3" | tail -n 1)
     if [ "$2" = 77 ]; then
@@ -41,7 +61,9 @@ for kind in $kinds; do
         for t in build/tests/test_*; do
             [ -x "$t" ] || continue
             n=${t##*/}; log=$out/$n.log
-            "$t" >"$log" 2>&1; count "$n" $? "$log"
+            "$t" >"$log" 2>&1; st=$?
+            reports "$log" || st=99
+            count "$n" $st "$log"
         done ;;
     kernels)
         for t in build/tests/kernels/test_*; do
@@ -49,13 +71,16 @@ for kind in $kinds; do
             n=kernels/${t##*/}; log=$out/kernels-${t##*/}.log
             "$t" >"$log" 2>&1; st=$?
             if [ "$st" = 77 ] && [ -n "$DSV4_REQUIRE_GPU" ]; then st=1; fi
+            reports "$log" || st=99
             count "$n" $st "$log"
         done ;;
     cli)
         for t in tests/cli/t[0-9]*.sh; do
             [ -f "$t" ] || continue
             n=${t##*/}; n=${n%.sh}; log=$out/$n.log
-            sh "$t" >"$log" 2>&1; count "$n" $? "$log"
+            sh "$t" >"$log" 2>&1; st=$?
+            reports "$log" || st=99
+            count "$n" $st "$log"
         done ;;
     fuzz)
         log=$out/fuzz.log
