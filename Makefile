@@ -112,9 +112,12 @@ tests: all $(UNITS) $(KTESTS) $(BENCHES)
 check: tests
 	$(Q)sh tests/run.sh
 
-# Everything CI runs: the suite above, then every fuzz target for FUZZ_TIME
-# seconds (skipped without clang and libFuzzer unless FUZZ_REQUIRE=1).
+# Everything CI runs: the suite under the sanitizers (check-sanitize, below),
+# then the suite here and every fuzz target for FUZZ_TIME seconds (skipped
+# without clang and libFuzzer unless FUZZ_REQUIRE=1); the last line counts
+# the latter.
 check-all: tests fuzz-build
+	$(Q)$(MAKE) --no-print-directory check-sanitize
 	$(Q)FUZZ_TIME=$(FUZZ_TIME) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_REQUIRE=$(FUZZ_REQUIRE) sh tests/run.sh unit kernels cli fuzz
 
 # The whole suite again, built with ./configure --sanitize (ASan, LSan,
