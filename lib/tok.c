@@ -524,6 +524,8 @@ int dsv4_tok_is_added(const dsv4_tok *t, uint32_t id)
 void dsv4_tok_put_lossy(dsv4_buf *out, const unsigned char *s, size_t n)
 {
     size_t i = 0, run = 0;
+    if (!n)   /* s may be NULL (an empty buffer), and NULL + 0 is undefined */
+        return;
     while (i < n) {
         uint32_t cp;
         int k = dsv4_utf8_decode(s + i, n - i, &cp);
