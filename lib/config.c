@@ -165,6 +165,18 @@ int dsv4_config_parse(dsv4_config *c, const char *text, size_t len, dsv4_err *er
         BAD("num_hash_layers %lld out of range", (long long)c->n_hash_layers);
     if (c->index_n_heads < 1 || c->index_head_dim < c->rope_dim || c->index_head_dim % 32 || c->index_topk < 1)
         BAD("indexer sizes out of range");
+    /* Ceilings far above any DeepSeek-V4 size (a model file carries its own
+     * config.json, which may lie): products of a few sizes, as buffers are
+     * sized, then stay far from overflowing int64. */
+    if (c->dim > 65536 || c->head_dim > 65536 || c->n_heads > 65536 || c->q_lora_rank > 65536 ||
+        c->o_lora_rank > 65536 || c->moe_inter_dim > 65536 || c->window > 65536 || c->n_routed_experts > 65536 ||
+        c->index_n_heads > 65536 || c->index_head_dim > 65536 || c->index_topk > 65536)
+        BAD("a size above 65536 (hidden_size %lld, head_dim %lld, num_attention_heads %lld, ...)",
+            (long long)c->dim, (long long)c->head_dim, (long long)c->n_heads);
+    if (c->hc_sinkhorn_iters < 0 || c->hc_sinkhorn_iters > 1000 || c->max_position < 1 ||
+        c->max_position > (1 << 26))
+        BAD("hc_sinkhorn_iters %lld or max_position_embeddings %lld out of range", (long long)c->hc_sinkhorn_iters,
+            (long long)c->max_position);
     rc = 0;
 out:
     dsv4_json_free(j);

@@ -64,8 +64,9 @@ enum { H_HBYTES = 12, H_FILE = 32, H_MOFF = 40, H_MBYTES = 48, H_DOFF = 56, H_DB
        H_NT = 80, H_DIROFF = 88, H_DIRBYTES = 96 };
 enum { E_NL = 0, E_DT = 2, E_ND = 3, E_SHAPE = 8, E_OFF = 40, E_NB = 48 };
 
-/* A valid model file image built by the library's writer. */
-static uint8_t *good_model(const char *path, size_t *len)
+/* A model file image built by the library's writer, with the first `from`
+ * in config.json replaced by `to` (from NULL: valid). */
+static uint8_t *model_with_config(const char *path, size_t *len, const char *from, const char *to)
 {
     static uint8_t data[NT][12000];
     dsv4_tensor t[NT];
@@ -79,6 +80,16 @@ static uint8_t *good_model(const char *path, size_t *len)
     if (!(cfg = read_all(cfgpath, &cfg_len))) {
         fprintf(stderr, "  cannot read %s\n", cfgpath);
         return NULL;
+    }
+    if (from) {
+        char *at = strstr(cfg, from), *edited = malloc(cfg_len + strlen(to) + 1);
+        if (!at || !edited) {
+            fprintf(stderr, "  no '%s' in %s\n", from, cfgpath);
+            exit(1);
+        }
+        cfg_len = (size_t)sprintf(edited, "%.*s%s%s", (int)(at - cfg), cfg, to, at + strlen(from));
+        free(cfg);
+        cfg = edited;
     }
     for (int i = 0; i < NT; i++) {
         t[i] = (dsv4_tensor){ specs[i].name, specs[i].dt, specs[i].ndim, { 0 }, data[i], 0 };
@@ -101,6 +112,8 @@ static uint8_t *good_model(const char *path, size_t *len)
     }
     return (uint8_t *)read_all(path, len);
 }
+
+static uint8_t *good_model(const char *path, size_t *len) { return model_with_config(path, len, NULL, NULL); }
 
 static void blake(uint8_t *out, const void *p, size_t n) { crypto_generichash(out, 32, p, n, NULL, 0); }
 
@@ -297,6 +310,31 @@ TEST(model_directory_at_eof)
     CHECK(model_refused(bad, DSV4_E_CHECKSUM, "fingerprint", "directory at EOF, one entry"));
     free(x);
     free(f);
+}
+
+/* config.json is part of the file too: sizes the engine would size buffers
+ * with are bounded. */
+TEST(model_config_sizes)
+{
+    static const struct { const char *from, *to; } c[] = {
+        { "\"hidden_size\": 128", "\"hidden_size\": 1099511627776" },
+        { "\"hidden_size\": 128", "\"hidden_size\": 9007199254740992" },
+        { "\"n_routed_experts\": ", "\"n_routed_experts\": 1000000000000, \"x\": " },
+        { "\"index_topk\": ", "\"index_topk\": 4294967296, \"x\": " },
+        { "\"max_position_embeddings\": ", "\"max_position_embeddings\": 1000000000000000, \"x\": " },
+        { "\"hidden_size\": 128", "\"hidden_size\": -128" },
+    };
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        char path[256];
+        size_t len = 0;
+        uint8_t *f;
+        snprintf(path, sizeof path, DIR "/cfg%zu.dsv4", k);
+        f = model_with_config(path, &len, c[k].from, c[k].to);
+        CHECK(f != NULL);
+        if (!model_refused(path, DSV4_E_FORMAT, "config.json", c[k].to))
+            CHECK(!c[k].to);
+        free(f);
+    }
 }
 
 /* Truncations and tiny files never read past the end. */
@@ -535,5 +573,5 @@ static void setup(void)
     }
 }
 
-TEST_MAIN(T(model_fields), T(model_directory_at_eof), T(model_short_files), T(safetensors_fields),
+TEST_MAIN(T(model_fields), T(model_directory_at_eof), T(model_config_sizes), T(model_short_files), T(safetensors_fields),
           T(safetensors_header_len), T(safetensors_index))
