@@ -237,11 +237,11 @@ static mode_t umask_value(void)
     return m;
 }
 
-static int is_std(const char *path) { return !path || !strcmp(path, "-"); }
+int cli_is_std(const char *path) { return !path || !strcmp(path, "-"); }
 
 int cli_open_in(struct cli *cli, const char *path, int binary, FILE **f, dsv4_err *err)
 {
-    if (is_std(path)) {
+    if (cli_is_std(path)) {
         if (binary && !cli->force && isatty(STDIN_FILENO))
             return dsv4_err_set(err, DSV4_E_INVALID, "standard input is a terminal; give a file or a pipe");
         *f = stdin;
@@ -266,7 +266,7 @@ int cli_read_all(struct cli *cli, const char *path, int binary, char **data, siz
             size_t ncap = cap ? cap * 2 : 1 << 20;
             char *q = realloc(p, ncap + 1);
             if (!q) {
-                rc = dsv4_err_set(err, DSV4_E_NOMEM, "'%s': out of memory", is_std(path) ? "-" : path);
+                rc = dsv4_err_set(err, DSV4_E_NOMEM, "'%s': out of memory", cli_is_std(path) ? "-" : path);
                 goto out;
             }
             p = q;
@@ -278,7 +278,7 @@ int cli_read_all(struct cli *cli, const char *path, int binary, char **data, siz
             break;
     }
     if (ferror(f)) {
-        rc = dsv4_err_set(err, DSV4_E_IO, "cannot read '%s': %s", is_std(path) ? "standard input" : path,
+        rc = dsv4_err_set(err, DSV4_E_IO, "cannot read '%s': %s", cli_is_std(path) ? "standard input" : path,
                           strerror(errno));
         goto out;
     }
@@ -298,7 +298,7 @@ int cli_out_open(struct cli *cli, struct cli_out *o, const char *path, int binar
     memset(o, 0, sizeof *o);
     o->slot = -1;
     o->fd = -1;
-    if (is_std(path)) {
+    if (cli_is_std(path)) {
         if (binary && !cli->force && isatty(STDOUT_FILENO))
             return dsv4_err_set(err, DSV4_E_INVALID,
                                 "standard output is a terminal; use -o FILE, a pipe, or --force");

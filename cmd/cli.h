@@ -61,6 +61,9 @@ int cli_fail(const struct cli *cli, const dsv4_err *err);
 long long cli_parse_int(const struct cli *cli, const char *opt, const char *s, long long lo, long long hi);
 double cli_parse_double(const struct cli *cli, const char *opt, const char *s, double lo, double hi);
 
+/* 1 when path names standard input or output: NULL or "-". */
+int cli_is_std(const char *path);
+
 /* Input: path "-" or NULL = stdin.  binary: refuse a terminal stdin (unless
  * --force).  Returns 0 or a DSV4_E_* with err filled. */
 int cli_open_in(struct cli *cli, const char *path, int binary, FILE **f, dsv4_err *err);

@@ -107,15 +107,6 @@ struct opts {
     dsv4_sample_opts so;
 };
 
-static int is_std(const char *p) { return !p || !strcmp(p, "-"); }
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Sampling settings: the command line over generation_config.json over the
  * defaults; the end-of-sequence ids. */
 static int settings(const struct run *r, struct opts *op, int64_t *eos, int *n_eos, dsv4_err *err)
@@ -143,29 +134,6 @@ static int settings(const struct run *r, struct opts *op, int64_t *eos, int *n_e
             eos[(*n_eos)++] = g.eos[i];
     else
         eos[(*n_eos)++] = r->c->eos_id;
-    return 0;
-}
-
-static int write_logits(struct cli_out *o, const char *name, const float *x, size_t n, dsv4_err *err)
-{
-    fflush(o->f);
-    for (size_t i = 0; i < n;) {
-        uint8_t b[4096];
-        size_t k = 0;
-        for (; i < n && k + 4 <= sizeof b; i++, k += 4) {
-            uint32_t u;
-            memcpy(&u, &x[i], 4);
-            dsv4_le32_put(b + k, u);
-        }
-        for (size_t w = 0; w < k;) {
-            ssize_t m = write(o->fd, b + w, k - w);
-            if (m < 0 && errno == EINTR)
-                continue;
-            if (m <= 0)
-                return dsv4_err_set(err, DSV4_E_IO, "cannot write '%s': %s", name, strerror(errno));
-            w += (size_t)m;
-        }
-    }
     return 0;
 }
 
@@ -234,7 +202,7 @@ static int decode(struct cli *cli, struct opts *op)
     if ((rc = dsv4_sampler_new(&smp, r.c->vocab_size, &err)))
         goto out;
     if (op->output) {
-        int same = !is_std(op->resume) && !is_std(op->output) && !strcmp(op->resume, op->output);
+        int same = !cli_is_std(op->resume) && !cli_is_std(op->output) && !strcmp(op->resume, op->output);
         if ((rc = run_open_output(cli, &out_snap, op->output, "-o", same, &err)))
             goto out;
         have_snap = 1;
@@ -280,7 +248,7 @@ static int decode(struct cli *cli, struct opts *op)
         cli_progress(cli, "appending tokens", (uint64_t)(i + k), (uint64_t)extra.n);
     }
     cli_progress_end(cli);
-    t0 = now_s();
+    t0 = run_now();
     if ((rc = run_last_logits(&r, logits, &err)))
         goto out;
     for (done = 0; done < op->n;) {
@@ -313,7 +281,7 @@ static int decode(struct cli *cli, struct opts *op)
             dsv4_err_prefix(&err, "position %lld", (long long)pos);
             goto out;
         }
-        secs = now_s() - t0;
+        secs = run_now() - t0;
         char label[64];
         snprintf(label, sizeof label, "tokens (%.2f/s)", secs > 0 ? (double)done / secs : 0.0);
         cli_progress(cli, label, (uint64_t)done, (uint64_t)op->n);
@@ -321,12 +289,12 @@ static int decode(struct cli *cli, struct opts *op)
             break;
     }
     cli_progress_end(cli);
-    secs = now_s() - t0;
+    secs = run_now() - t0;
     if (w && (rc = dsv4_toks_finish(w, &err))) {
         dsv4_err_prefix(&err, "standard output");
         goto out;
     }
-    if (have_logits && (rc = write_logits(&out_logits, op->logits, logits, (size_t)r.c->vocab_size, &err)))
+    if (have_logits && (rc = run_write_f32(&out_logits, op->logits, logits, (size_t)r.c->vocab_size, &err)))
         goto out;
     if (have_snap && (rc = run_save(cli, &r, &out_snap, &st, &err)))
         goto out;
@@ -345,8 +313,8 @@ static int decode(struct cli *cli, struct opts *op)
     if (op->output) {
         run_human_bytes(hb, sizeof hb, (double)st.stream_bytes);
         cli_warn(cli, "snapshot %s%s%s: %lld tokens (%lld resumed), %llu bytes raw, %llu written (%s)",
-                 is_std(op->output) ? "" : "'", is_std(op->output) ? "to standard output" : op->output,
-                 is_std(op->output) ? "" : "'", (long long)r.s->n_tokens, (long long)before,
+                 cli_is_std(op->output) ? "" : "'", cli_is_std(op->output) ? "to standard output" : op->output,
+                 cli_is_std(op->output) ? "" : "'", (long long)r.s->n_tokens, (long long)before,
                  (unsigned long long)st.raw, (unsigned long long)st.stream_bytes, hb);
     }
     code = CLI_EXIT_OK;
@@ -422,13 +390,13 @@ int main(int argc, char **argv)
         cli_usage_error(&cli, "missing model: give -m MODEL.dsv4");
     if (!op.resume)
         cli_usage_error(&cli, "missing snapshot: give -r SNAP (made by dsv4-prefill -o)");
-    if (op.input && is_std(op.input) && is_std(op.resume))
+    if (op.input && cli_is_std(op.input) && cli_is_std(op.resume))
         cli_usage_error(&cli, "-r - and -i - cannot both read standard input");
-    if (op.output && is_std(op.output) && op.format != FMT_NONE)
+    if (op.output && cli_is_std(op.output) && op.format != FMT_NONE)
         cli_usage_error(&cli, "-o - and the token stream cannot both go to standard output (add --format none)");
-    if (op.logits && is_std(op.logits) && (op.format != FMT_NONE || (op.output && is_std(op.output))))
+    if (op.logits && cli_is_std(op.logits) && (op.format != FMT_NONE || (op.output && cli_is_std(op.output))))
         cli_usage_error(&cli, "--logits - needs standard output to itself (add --format none)");
-    if (op.output && op.logits && !is_std(op.output) && !strcmp(op.output, op.logits))
+    if (op.output && op.logits && !cli_is_std(op.output) && !strcmp(op.output, op.logits))
         cli_usage_error(&cli, "-o and --logits name the same file '%s'", op.output);
     if (!op.has_seed) {
         /* any seed is fine; it is printed so that the run can be repeated */

@@ -94,8 +94,6 @@ struct opts {
     char in_label[512];       /* "'path'" or "standard input", for messages */
 };
 
-static int is_std(const char *path) { return !path || !strcmp(path, "-"); }
-
 static int load_tokenizer(const struct opts *op, dsv4_tok **tok, dsv4_err *err)
 {
     dsv4_model *m = NULL;
@@ -117,7 +115,7 @@ static int load_tokenizer(const struct opts *op, dsv4_tok **tok, dsv4_err *err)
 
 static int open_output(struct cli *cli, const struct opts *op, struct cli_out *o, int binary, dsv4_err *err)
 {
-    if (!is_std(op->output) && !cli->force && access(op->output, F_OK) == 0)
+    if (!cli_is_std(op->output) && !cli->force && access(op->output, F_OK) == 0)
         return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", op->output);
     return cli_out_open(cli, o, op->output, binary, err);
 }
@@ -278,7 +276,7 @@ static int cmd_decode(struct cli *cli, const struct opts *op, dsv4_err *err)
 
     if ((rc = load_tokenizer(op, &tok, err)) || (rc = cli_open_in(cli, op->input, 1, &in, err)))
         goto out;
-    if ((rc = dsv4_toks_reader_open(&r, fileno(in), is_std(op->input) ? "standard input" : op->input,
+    if ((rc = dsv4_toks_reader_open(&r, fileno(in), cli_is_std(op->input) ? "standard input" : op->input,
                                     (uint32_t)dsv4_tok_vocab_size(tok), err)))
         goto out;
     if (dsv4_toks_reader_info(r)->has_fingerprint &&
@@ -427,7 +425,7 @@ int main(int argc, char **argv)
     if (optind < argc)
         cli_usage_error(&cli, "unexpected argument '%s' (one input at most)", argv[optind]);
     check_applies(&cli, &op, given);
-    if (is_std(op.input))
+    if (cli_is_std(op.input))
         snprintf(op.in_label, sizeof op.in_label, "standard input");
     else
         snprintf(op.in_label, sizeof op.in_label, "'%s'", op.input);

@@ -85,8 +85,6 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
     cli_progress(p->cli, "reading", done, total);
 }
 
-static int is_std(const char *path) { return !path || !strcmp(path, "-"); }
-
 static int read_snap(struct cli *cli, struct input *in, const dsv4_model *m, int load_state, dsv4_err *err)
 {
     dsv4_snap_ropts ro = DSV4_SNAP_ROPTS_INIT;
@@ -95,7 +93,7 @@ static int read_snap(struct cli *cli, struct input *in, const dsv4_model *m, int
     int rc;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     ro.threads = cpus > 0 ? (int)(cpus < 64 ? cpus : 64) : 1;   /* checking chunks in parallel */
-    if (is_std(in->path))
+    if (cli_is_std(in->path))
         snprintf(in->name, sizeof in->name, "standard input");
     else
         snprintf(in->name, sizeof in->name, "'%s'", in->path);
@@ -221,7 +219,7 @@ static int print_json(const struct input *in, const char *model, int tokens)
     hex32(fp, i->fingerprint);
     snprintf(ver, sizeof ver, "%u.%u", i->major, i->minor);
     dsv4_buf_puts(&b, "{");
-    jstr(&b, "file", is_std(in->path) ? "-" : in->path, ", ");
+    jstr(&b, "file", cli_is_std(in->path) ? "-" : in->path, ", ");
     jstr(&b, "format", ver, ", ");
     jint(&b, "flags", i->flags, ", ");
     jstr(&b, "fingerprint", fp, ", ");
@@ -452,7 +450,7 @@ int main(int argc, char **argv)
             cli_usage_error(&cli, "--diff cannot be combined with --verify, --json or --tokens");
         if (nargs != 2)
             cli_usage_error(&cli, "--diff needs two snapshots, A and B");
-        if (is_std(argv[optind]) && is_std(argv[optind + 1]))
+        if (cli_is_std(argv[optind]) && cli_is_std(argv[optind + 1]))
             cli_usage_error(&cli, "--diff: A and B cannot both be standard input");
     } else {
         if (op.verify && (op.json || op.tokens))

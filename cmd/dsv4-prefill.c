@@ -80,41 +80,6 @@ struct opts {
     int threads, compact, kv_given;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int is_std(const char *path) { return !path || !strcmp(path, "-"); }
-
-/* Write n float32 values little-endian (the host's order on little-endian
- * machines, so only big-endian ones pay for a copy). */
-static int write_f32(struct cli_out *o, const char *name, const float *x, size_t n, dsv4_err *err)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    if (fwrite(x, sizeof *x, n, o->f) == n)
-        return 0;
-#else
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b[4096];
-        size_t k = 0;
-        for (; i < n && k + 4 <= sizeof b; i++, k += 4) {
-            uint32_t u;
-            memcpy(&u, &x[i], 4);
-            dsv4_le32_put(b + k, u);
-        }
-        if (fwrite(b, 1, k, o->f) != k)
-            break;
-    }
-    if (i == n)
-        return 0;
-#endif
-    return dsv4_err_set(err, DSV4_E_IO, "cannot write '%s': %s", name, strerror(errno));
-}
-
 static int prefill(struct cli *cli, const struct opts *op)
 {
     dsv4_err err = DSV4_ERR_INIT;
@@ -123,8 +88,8 @@ static int prefill(struct cli *cli, const struct opts *op)
     dsv4_snap_stats st;
     struct cli_out out_last, out_all, out_snap;
     int have_last = 0, have_all = 0, have_snap = 0, rc, code = CLI_EXIT_FAIL;
-    const char *last_name = op->logits && !is_std(op->logits) ? op->logits : "standard output";
-    const char *all_name = op->logits_all && !is_std(op->logits_all) ? op->logits_all : "standard output";
+    const char *last_name = op->logits && !cli_is_std(op->logits) ? op->logits : "standard output";
+    const char *all_name = op->logits_all && !cli_is_std(op->logits_all) ? op->logits_all : "standard output";
     float *logits = NULL;
     double t0, secs;
     char label[64], hb[32], in_q[512], snap_q[512];
@@ -185,13 +150,13 @@ static int prefill(struct cli *cli, const struct opts *op)
         have_all = 1;
     }
     if (op->output) {
-        int same = op->resume && !is_std(op->resume) && !is_std(op->output) && !strcmp(op->resume, op->output);
+        int same = op->resume && !cli_is_std(op->resume) && !cli_is_std(op->output) && !strcmp(op->resume, op->output);
         if ((rc = run_open_output(cli, &out_snap, op->output, "-o", same, &err)))
             goto out;
         have_snap = 1;
     }
 
-    t0 = now_s();
+    t0 = run_now();
     cli_progress(cli, "tokens", 0, (uint64_t)n);
     for (done = 0; done < n;) {
         int64_t k = n - done < op->chunk ? n - done : op->chunk;
@@ -202,19 +167,19 @@ static int prefill(struct cli *cli, const struct opts *op)
             dsv4_err_prefix(&err, "%s: tokens %lld..%lld", in_q, (long long)done, (long long)(done + k - 1));
             goto out;
         }
-        if (have_all && (rc = write_f32(&out_all, all_name, logits, (size_t)(k * V), &err)))
+        if (have_all && (rc = run_write_f32(&out_all, all_name, logits, (size_t)(k * V), &err)))
             goto out;
         if (have_last && last &&
-            (rc = write_f32(&out_last, last_name, logits + (mode == DSV4_LOGITS_ALL ? (k - 1) * V : 0),
+            (rc = run_write_f32(&out_last, last_name, logits + (mode == DSV4_LOGITS_ALL ? (k - 1) * V : 0),
                             (size_t)V, &err)))
             goto out;
         done += k;
-        secs = now_s() - t0;
+        secs = run_now() - t0;
         snprintf(label, sizeof label, "tokens (%.0f/s)", secs > 0 ? (double)done / secs : 0.0);
         cli_progress(cli, label, (uint64_t)done, (uint64_t)n);
     }
     cli_progress_end(cli);
-    secs = now_s() - t0;
+    secs = run_now() - t0;
 
     if (have_snap && (rc = run_save(cli, &r, &out_snap, &st, &err)))
         goto out;
@@ -240,8 +205,8 @@ static int prefill(struct cli *cli, const struct opts *op)
     if (op->output) {
         run_human_bytes(hb, sizeof hb, (double)st.stream_bytes);
         cli_warn(cli, "snapshot %s%s%s: %lld tokens (%lld resumed), %llu bytes raw, %llu written (%s, %.1f "
-                 "bytes/token)", is_std(op->output) ? "" : "'", is_std(op->output) ? "to standard output" :
-                 op->output, is_std(op->output) ? "" : "'", (long long)r.s->n_tokens, (long long)before,
+                 "bytes/token)", cli_is_std(op->output) ? "" : "'", cli_is_std(op->output) ? "to standard output" :
+                 op->output, cli_is_std(op->output) ? "" : "'", (long long)r.s->n_tokens, (long long)before,
                  (unsigned long long)st.raw, (unsigned long long)st.stream_bytes, hb,
                  (double)st.stream_bytes / (double)r.s->n_tokens);
     }
@@ -296,16 +261,16 @@ int main(int argc, char **argv)
         cli_usage_error(&cli, "unexpected argument '%s' (the token stream is given with -i)", argv[optind]);
     if (!op.model)
         cli_usage_error(&cli, "missing model: give -m MODEL.dsv4");
-    if (op.resume && is_std(op.resume) && is_std(op.input))
+    if (op.resume && cli_is_std(op.resume) && cli_is_std(op.input))
         cli_usage_error(&cli, "-r - and the token stream cannot both come from standard input (give -i FILE)");
-    if (op.output && is_std(op.output) && ((op.logits && is_std(op.logits)) ||
-                                           (op.logits_all && is_std(op.logits_all))))
+    if (op.output && cli_is_std(op.output) && ((op.logits && cli_is_std(op.logits)) ||
+                                           (op.logits_all && cli_is_std(op.logits_all))))
         cli_usage_error(&cli, "-o - and the logits cannot both go to standard output");
-    if (op.output && !is_std(op.output) && ((op.logits && !strcmp(op.logits, op.output)) ||
+    if (op.output && !cli_is_std(op.output) && ((op.logits && !strcmp(op.logits, op.output)) ||
                                             (op.logits_all && !strcmp(op.logits_all, op.output))))
         cli_usage_error(&cli, "-o and a logits option name the same file '%s'", op.output);
     if (op.logits && op.logits_all) {
-        if (is_std(op.logits) && is_std(op.logits_all))
+        if (cli_is_std(op.logits) && cli_is_std(op.logits_all))
             cli_usage_error(&cli, "--logits and --logits-all cannot both go to standard output");
         if (!strcmp(op.logits, op.logits_all))
             cli_usage_error(&cli, "--logits and --logits-all name the same file '%s'", op.logits);

@@ -1,16 +1,17 @@
 /* run — model, state and snapshots shared by dsv4-prefill and dsv4-decode
  * (see run.h). */
 #include "run.h"
+#include "buf.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
-
-static int is_std(const char *p) { return !p || !strcmp(p, "-"); }
 
 void run_label(const char *path, char *out, size_t cap)
 {
-    if (is_std(path))
+    if (cli_is_std(path))
         snprintf(out, cap, "standard input");
     else
         snprintf(out, cap, "'%s'", path);
@@ -55,11 +56,11 @@ int run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err)
     int rc;
     run_label(path, label, sizeof label);
     if ((rc = cli_open_in(cli, path, 1, &f, err)))
-        return is_std(path) ? dsv4_err_prefix(err, "-r") : rc;
+        return cli_is_std(path) ? dsv4_err_prefix(err, "-r") : rc;
     o.name = label;
     o.fingerprint = dsv4_model_fingerprint(r->m);
     o.config = r->c;
-    o.want_eof = !is_std(path);
+    o.want_eof = !cli_is_std(path);
     o.progress = on_progress;
     o.progress_ctx = &pr;
     o.threads = dsv4_engine_threads(r->e);
@@ -113,10 +114,10 @@ int run_load_tokens(struct cli *cli, struct run *r, const char *path, dsv4_toks_
     run_label(path, label, sizeof label);
     if ((rc = cli_open_in(cli, path, 1, &in, err)))
         return rc;
-    rc = dsv4_toks_load(fileno(in), is_std(path) ? NULL : path, (uint32_t)r->c->vocab_size, 0, v, &info, err);
+    rc = dsv4_toks_load(fileno(in), cli_is_std(path) ? NULL : path, (uint32_t)r->c->vocab_size, 0, v, &info, err);
     if (in != stdin)
         fclose(in);
-    if (rc && is_std(path))
+    if (rc && cli_is_std(path))
         dsv4_err_prefix(err, "standard input");
     if (!rc)
         rc = check_tokenizer(cli, r, label, &info, err);
@@ -127,9 +128,9 @@ int run_open_output(struct cli *cli, struct cli_out *o, const char *path, const 
                     dsv4_err *err)
 {
     int rc;
-    if (!is_std(path) && !cli->force && !replace && access(path, F_OK) == 0)
+    if (!cli_is_std(path) && !cli->force && !replace && access(path, F_OK) == 0)
         return dsv4_err_set(err, DSV4_E_INVALID, "'%s' already exists; use --force to overwrite it", path);
-    if (is_std(path) && !cli->force && isatty(STDOUT_FILENO))
+    if (cli_is_std(path) && !cli->force && isatty(STDOUT_FILENO))
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: standard output is a terminal; give a file, a pipe, "
                             "or --force", opt);
     if ((rc = cli_out_open(cli, o, path, 1, err)))
@@ -182,6 +183,37 @@ int run_save(struct cli *cli, struct run *r, struct cli_out *o, dsv4_snap_stats 
     rc = dsv4_snap_write(o->fd, r->c, dsv4_model_fingerprint(r->m), r->s, r->toks.ids, r->hidden, &w, st, err);
     cli_progress_end(cli);
     return rc;
+}
+
+double run_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int run_write_f32(struct cli_out *o, const char *name, const float *x, size_t n, dsv4_err *err)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (fwrite(x, sizeof *x, n, o->f) == n)
+        return 0;
+#else
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b[4096];
+        size_t k = 0;
+        for (; i < n && k + 4 <= sizeof b; i++, k += 4) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            dsv4_le32_put(b + k, u);
+        }
+        if (fwrite(b, 1, k, o->f) != k)
+            break;
+    }
+    if (i == n)
+        return 0;
+#endif
+    return dsv4_err_set(err, DSV4_E_IO, "cannot write '%s': %s", name, strerror(errno));
 }
 
 void run_human_bytes(char *out, size_t cap, double b)

@@ -48,6 +48,12 @@ int  run_last_logits(struct run *r, float *logits, dsv4_err *err);
 /* Write the state as a snapshot to o (already open); progress on a tty;
  * st may be NULL. */
 int  run_save(struct cli *cli, struct run *r, struct cli_out *o, dsv4_snap_stats *st, dsv4_err *err);
+/* Seconds on a monotonic clock. */
+double run_now(void);
+/* Write n float32 values little-endian to o (the host's order on
+ * little-endian machines, so only big-endian ones pay for a copy); name is
+ * for the message. */
+int  run_write_f32(struct cli_out *o, const char *name, const float *x, size_t n, dsv4_err *err);
 /* "KV compact: 1234 bytes (1.2 KiB), 163.0 bytes/token" style facts for the summary. */
 void run_human_bytes(char *out, size_t cap, double b);
 void run_close(struct run *r);
