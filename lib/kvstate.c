@@ -59,6 +59,18 @@ static float *rows_new(int64_t n, float v)
     return p;
 }
 
+void dsv4_kv_sizes(const dsv4_config *c, int compact, size_t *entry_bytes, size_t *ikey_bytes)
+{
+    int64_t nd = c->head_dim - c->rope_dim;
+    if (compact) {
+        *entry_bytes = (size_t)(2 * c->rope_dim + nd + (nd + 63) / 64 + 7) / 8 * 8;
+        *ikey_bytes = (size_t)(c->index_head_dim / 2 + (c->index_head_dim + 31) / 32);
+    } else {
+        *entry_bytes = (size_t)(2 * c->head_dim);
+        *ikey_bytes = (size_t)(2 * c->index_head_dim);
+    }
+}
+
 int dsv4_kv_new(dsv4_kvstate **out, const dsv4_config *c, int compact, dsv4_err *err)
 {
     *out = NULL;
@@ -71,15 +83,8 @@ int dsv4_kv_new(dsv4_kvstate **out, const dsv4_config *c, int compact, dsv4_err 
     s->head_dim = c->head_dim;
     s->rope_dim = c->rope_dim;
     s->index_head_dim = c->index_head_dim;
-    int64_t nd = c->head_dim - c->rope_dim;
     s->compact = compact;
-    if (compact) {
-        s->entry_bytes = (size_t)(2 * c->rope_dim + nd + (nd + 63) / 64 + 7) / 8 * 8;
-        s->ikey_bytes = (size_t)(c->index_head_dim / 2 + (c->index_head_dim + 31) / 32);
-    } else {
-        s->entry_bytes = (size_t)(2 * c->head_dim);
-        s->ikey_bytes = (size_t)(2 * c->index_head_dim);
-    }
+    dsv4_kv_sizes(c, compact, &s->entry_bytes, &s->ikey_bytes);
     s->layers = calloc((size_t)s->n_all, sizeof *s->layers);
     if (!s->layers)
         goto nomem;

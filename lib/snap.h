@@ -149,6 +149,10 @@ int dsv4_snap_read(int fd, const dsv4_snap_ropts *ropts, dsv4_snap *out, dsv4_sn
                    dsv4_err *err);
 void dsv4_snap_release(dsv4_snap *sn);
 
+/* The part of a config a header determines (layers, ratios, dimensions; the
+ * rest zero): what dsv4_kv_new needs to hold the snapshot's state. */
+void dsv4_snap_info_config(const dsv4_snap_info *in, dsv4_config *c);
+
 /* The layer payload of state s, bytes [off, off + n) into out (the exact
  * bytes the writer compresses; for tests and diffs). */
 void dsv4_snap_layer_get(const dsv4_kvstate *s, int l, uint64_t off, uint64_t n, uint8_t *out);

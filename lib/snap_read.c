@@ -111,8 +111,7 @@ static int header_parse(const uint8_t *h, dsv4_snap_info *in, const char *name, 
     return 0;
 }
 
-/* The config dsv4_kv_new needs, from the header. */
-static void info_config(const dsv4_snap_info *in, dsv4_config *c)
+void dsv4_snap_info_config(const dsv4_snap_info *in, dsv4_config *c)
 {
     memset(c, 0, sizeof *c);
     c->n_layers = in->n_layers;
@@ -490,28 +489,21 @@ int dsv4_snap_read(int fd, const dsv4_snap_ropts *ropts, dsv4_snap *out, dsv4_sn
     if ((rc = read_header(&r, &o, in, err)))
         goto fail;
     st->header_bytes = in->header_bytes;
-    info_config(in, &kc);
-    if (o.load_state) {
-        if ((rc = dsv4_kv_new(&out->kv, &kc, in->compact, err)))
-            goto fail;
-        if (out->kv->entry_bytes != in->entry_bytes || out->kv->ikey_bytes != in->ikey_bytes) {
-            rc = BAD("%s: entry sizes %u/%u do not match the %s layout", o.name, in->entry_bytes, in->ikey_bytes,
-                     in->compact ? "compact" : "bf16");
-            goto fail;
-        }
-        out->kv->n_tokens = in->n_tokens;
-        out->kv->n_mtp = in->n_mtp;
-    } else {
-        uint32_t eb = in->compact ? (uint32_t)((2 * in->rope_dim + (in->head_dim - in->rope_dim) +
-                                                (in->head_dim - in->rope_dim + 63) / 64 + 7) / 8 * 8)
-                                  : (uint32_t)(2 * in->head_dim);
-        uint32_t ib = in->compact ? (uint32_t)(in->index_head_dim / 2 + (in->index_head_dim + 31) / 32)
-                                  : (uint32_t)(2 * in->index_head_dim);
+    dsv4_snap_info_config(in, &kc);
+    {
+        size_t eb, ib;
+        dsv4_kv_sizes(&kc, in->compact, &eb, &ib);
         if (eb != in->entry_bytes || ib != in->ikey_bytes) {
             rc = BAD("%s: entry sizes %u/%u do not match the %s layout", o.name, in->entry_bytes, in->ikey_bytes,
                      in->compact ? "compact" : "bf16");
             goto fail;
         }
+    }
+    if (o.load_state) {
+        if ((rc = dsv4_kv_new(&out->kv, &kc, in->compact, err)))
+            goto fail;
+        out->kv->n_tokens = in->n_tokens;
+        out->kv->n_mtp = in->n_mtp;
     }
     uint64_t hid_bytes = in->n_tokens ? (uint64_t)(in->hc_mult * in->dim) * sizeof(float) : 0;
     uint64_t total = (uint64_t)in->n_tokens * 4 + hid_bytes;

@@ -80,23 +80,13 @@ static int read_snap(const uint8_t *data, size_t size, const dsv4_snap_ropts *o,
     return rc;
 }
 
-/* The config a snapshot's header implies (what dsv4_snap_write needs). */
+/* The config a snapshot's header implies, with what dsv4_snap_write and the
+ * reader's limits also look at. */
 static void config_of(const dsv4_snap_info *in, dsv4_config *c)
 {
-    memset(c, 0, sizeof *c);
-    c->n_layers = in->n_layers;
-    c->n_ratios = in->n_all;
+    dsv4_snap_info_config(in, c);
     c->n_mtp_layers = in->n_all - in->n_layers;
-    c->vocab_size = in->vocab_size;
-    c->dim = in->dim;
-    c->hc_mult = in->hc_mult;
-    c->window = in->window;
-    c->head_dim = in->head_dim;
-    c->rope_dim = in->rope_dim;
-    c->index_head_dim = in->index_head_dim;
     c->max_position = in->n_tokens;
-    for (int l = 0; l < in->n_all; l++)
-        c->compress_ratios[l] = in->ratios[l];
 }
 
 /* A loaded snapshot written back and read again must be the same. */
