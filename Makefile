@@ -23,10 +23,12 @@ CUDA_ARCH  ?= sm_90
 CUDA_GENCODE ?= -gencode arch=compute_90,code=sm_90
 CUDA_LIBS  ?=
 NVCCFLAGS  ?= -O2
+CXX        ?= g++
 SANITIZE_FLAGS ?=
 SANITIZE_LDFLAGS ?=
 
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANITIZE_FLAGS) $(DEPS_CFLAGS) -DDSV4_HAVE_CUDA=$(HAVE_CUDA) -Ilib
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANITIZE_FLAGS) $(DEPS_CFLAGS) -Ilib
+ALL_CFLAGS = $(BASE_CFLAGS) -DDSV4_HAVE_CUDA=$(HAVE_CUDA)
 LIBS       = $(DEPS_LIBS) $(CUDA_LIBS) -lpthread -lm
 
 ifeq ($(V),1)
@@ -58,6 +60,14 @@ UNIT_SRC  = $(sort $(wildcard tests/unit/test_*.c))
 UNITS     = $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 KTEST_SRC = $(sort $(wildcard tests/kernels/test_*.c))
 KTESTS    = $(KTEST_SRC:tests/kernels/%.c=build/tests/kernels/%)
+# the emulated CUDA backend's build (see below)
+EMU_CXXFLAGS = -std=c++17 -O1 -g -Wall -Wno-unknown-pragmas -Wno-unused-function $(SANITIZE_FLAGS) \
+               -DDSV4_CU_EMU=1 -DDSV4_HAVE_CUDA=1 -Ilib -Ikernels
+EMU_CFLAGS   = $(BASE_CFLAGS) -DDSV4_CU_EMU=1 -DDSV4_HAVE_CUDA=1
+EMU_OBJ      = $(LIB_SRC:%.c=build/emu/%.o) $(patsubst %.cu,build/emu/%.o,$(sort $(wildcard kernels/*.cu))) build/emu/kernels/emu.o
+EMU_LIBA     = build/emu/libdsv4.a
+EMU_KTESTS   = $(KTEST_SRC:tests/kernels/%.c=build/emu/tests/kernels/%)
+
 BENCH_SRC = $(sort $(wildcard tests/bench/*.c))
 BENCHES   = $(BENCH_SRC:tests/bench/%.c=build/bench/%)
 
@@ -106,7 +116,40 @@ build/bench/%: build/tests/bench/%.o $(LIBA)
 	@echo "  LINK    $@"
 	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
 
-tests: all $(UNITS) $(KTESTS) $(BENCHES)
+tests: all $(UNITS) $(KTESTS) $(BENCHES) $(EMU_KTESTS)
+
+# ---- the emulated CUDA backend (kernels/emu.h) ----
+# kernels/*.cu compiled as C++ for the CPU, with the whole library built
+# again as if CUDA were there, into build/emu/: the kernel tests run against
+# it on every machine, GPU or not (tests/run.sh kernels).  Needs only a C++17
+# compiler.
+build/emu/lib/%.o: lib/%.c $(CONFIG_DEP)
+	@mkdir -p $(@D)
+	@echo "  CC      $< (emulated CUDA)"
+	$(Q)$(CC) $(EMU_CFLAGS) -MMD -MP -c $< -o $@
+
+build/emu/kernels/%.o: kernels/%.cu kernels/emu.h $(CONFIG_DEP)
+	@mkdir -p $(@D)
+	@echo "  CXX     $< (emulated)"
+	$(Q)$(CXX) -x c++ $(EMU_CXXFLAGS) -include kernels/emu.h -MMD -MP -c $< -o $@
+
+build/emu/kernels/emu.o: kernels/emu.cc kernels/emu.h $(CONFIG_DEP)
+	@mkdir -p $(@D)
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(EMU_CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(EMU_LIBA): $(EMU_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $(EMU_OBJ)
+
+build/emu/tests/kernels/%.o: tests/kernels/%.c $(CONFIG_DEP)
+	@mkdir -p $(@D)
+	@echo "  CC      $< (emulated CUDA)"
+	$(Q)$(CC) $(EMU_CFLAGS) -MMD -MP -c $< -o $@
+
+build/emu/tests/kernels/test_%: build/emu/tests/kernels/test_%.o $(EMU_LIBA)
+	@echo "  LINK    $@"
+	$(Q)$(CXX) -pthread $(SANITIZE_FLAGS) $(SANITIZE_LDFLAGS) $(LDFLAGS) -o $@ $< $(EMU_LIBA) $(DEPS_LIBS) -lpthread -lm
 
 # The whole suite: unit tests, kernel tests (skip without a GPU), CLI tests.
 check: tests

@@ -205,12 +205,15 @@ void launch_vec(const dsv4_dequant_args *a, cudaStream_t st)
     const I k = (I)a->k, r0 = (I)a->r0, chunks = (I)((a->r1 - a->r0) * a->k / 4);
     const unsigned grid = grid_for(((int64_t)chunks + kUnroll - 1) / kUnroll);
     T *out = static_cast<T *>(a->out);
-    if (a->fmt == DSV4_DQ_FP8)
-        fp8_vec4<T, I><<<grid, kThreads, 0, st>>>(
-            reinterpret_cast<const uint32_t *>(a->w + a->r0 * a->k), a->s, k, r0, chunks, out);
-    else
-        fp4_vec4<T, I><<<grid, kThreads, 0, st>>>(
-            reinterpret_cast<const uint16_t *>(a->w + a->r0 * (a->k / 2)), a->s, k, r0, chunks, out);
+    if (a->fmt == DSV4_DQ_FP8) {
+        auto kern = fp8_vec4<T, I>;
+        DSV4_LAUNCH(kern, grid, kThreads, 0, st,
+                    reinterpret_cast<const uint32_t *>(a->w + a->r0 * a->k), a->s, k, r0, chunks, out);
+    } else {
+        auto kern = fp4_vec4<T, I>;
+        DSV4_LAUNCH(kern, grid, kThreads, 0, st,
+                    reinterpret_cast<const uint16_t *>(a->w + a->r0 * (a->k / 2)), a->s, k, r0, chunks, out);
+    }
 }
 
 template <typename T>
@@ -228,10 +231,12 @@ int launch(const dsv4_dequant_args *a, cudaStream_t st, dsv4_err *err)
             launch_vec<T, uint64_t>(a, st);
     } else if (fp8) {
         name = "fp8_elem";
-        fp8_elem<T><<<grid_for(rows * k), kThreads, 0, st>>>(a->w, a->s, k, a->r0, rows, out_ptr<T>(a));
+        auto kern = fp8_elem<T>;
+        DSV4_LAUNCH(kern, grid_for(rows * k), kThreads, 0, st, a->w, a->s, k, a->r0, rows, out_ptr<T>(a));
     } else {
         name = "fp4_elem";
-        fp4_elem<T><<<grid_for(rows * k), kThreads, 0, st>>>(a->w, a->s, k, a->r0, rows, out_ptr<T>(a));
+        auto kern = fp4_elem<T>;
+        DSV4_LAUNCH(kern, grid_for(rows * k), kThreads, 0, st, a->w, a->s, k, a->r0, rows, out_ptr<T>(a));
     }
     return DSV4_CU_LAUNCHED(name, st, err);
 }

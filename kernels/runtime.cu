@@ -24,6 +24,15 @@ extern "C" int dsv4_cu_device_count(void)
     return n;
 }
 
+extern "C" int dsv4_cu_emulated(void)
+{
+#ifdef DSV4_CU_EMU
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 extern "C" int dsv4_cu_fail(cudaError_t e, const char *what, const char *file, int line,
                             dsv4_err *err)
 {

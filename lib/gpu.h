@@ -30,6 +30,9 @@ typedef struct CUstream_st *dsv4_stream;
 
 int  dsv4_cu_runtime_version(void);      /* e.g. 13000; 0 when unknown */
 int  dsv4_cu_device_count(void);         /* 0 when no device or no driver */
+/* 1 in the emulated build (kernels/emu.h: the kernels run on the CPU, for
+ * tests), 0 on a real device.  Tests use it to pick smaller cases. */
+int  dsv4_cu_emulated(void);
 
 int  dsv4_cu_alloc(void **p, size_t n, dsv4_err *err);   /* device memory; n = 0 gives NULL */
 void dsv4_cu_free(void *p);                              /* NULL is fine */
@@ -90,8 +93,12 @@ int dsv4_cu_dequant_host(const dsv4_dequant_args *a, dsv4_err *err);
 #endif
 
 /* ---- for the .cu files of kernels/ only ------------------------------- */
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || (defined(DSV4_CU_EMU) && defined(__cplusplus))
+#ifdef DSV4_CU_EMU
+#include "emu.h"
+#else
 #include <cuda_runtime.h>
+#endif
 
 /* Fill err with DSV4_E_CUDA for error e from `what` at file:line; returns it. */
 extern "C" int dsv4_cu_fail(cudaError_t e, const char *what, const char *file, int line,
@@ -103,6 +110,17 @@ extern "C" int dsv4_cu_launched(const char *kernel, cudaStream_t s, const char *
 #define DSV4_CU_TRY(expr, err) do { cudaError_t e_ = (expr); \
     if (e_ != cudaSuccess) return dsv4_cu_fail(e_, #expr, __FILE__, __LINE__, (err)); } while (0)
 #define DSV4_CU_LAUNCHED(name, s, err) dsv4_cu_launched((name), (s), __FILE__, __LINE__, (err))
+
+/* Every launch goes through DSV4_LAUNCH so that the emulated build
+ * (kernels/emu.h) can run it; kernel must be one macro argument (give a
+ * template instance a local name first).  Then check with DSV4_CU_LAUNCHED. */
+#ifdef DSV4_CU_EMU
+#define DSV4_LAUNCH(kernel, grid, block, smem, stream, ...) \
+    DSV4_EMU_LAUNCH(kernel, grid, block, smem, stream, __VA_ARGS__)
+#else
+#define DSV4_LAUNCH(kernel, grid, block, smem, stream, ...) \
+    kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#endif
 #endif
 
 #endif

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The test runner behind `make check`: unit tests, kernel tests (exit 77 =
-# skipped, e.g. no GPU) and CLI tests.  Each test program prints its own
-# "N passed, N failed" line; this script adds them up and prints the total
-# as its last line.  Logs go to tests/out/.
+# skipped, e.g. no GPU; their emulated twins always run) and CLI tests.
+# Each test program prints its own "N passed, N failed" line; this script
+# adds them up and prints the total as its last line.  Logs go to tests/out/.
 #   usage: sh tests/run.sh [unit] [kernels] [cli] [fuzz]   (default: the first three)
 # fuzz runs every libFuzzer target for $FUZZ_TIME seconds (default 60), two at
 # a time (tests/fuzz/run.sh; `make fuzz-build` first); skipped without them.
@@ -66,9 +66,14 @@ for kind in $kinds; do
             count "$n" $st "$log"
         done ;;
     kernels)
-        for t in build/tests/kernels/test_*; do
+        # each kernel test twice: on the GPU (skipped without one) and on
+        # the emulated backend (kernels/emu.h), which runs everywhere
+        for t in build/tests/kernels/test_* build/emu/tests/kernels/test_*; do
             [ -x "$t" ] || continue
-            n=kernels/${t##*/}; log=$out/kernels-${t##*/}.log
+            case $t in
+            build/emu/*) n=kernels-emu/${t##*/}; log=$out/kernels-emu-${t##*/}.log ;;
+            *) n=kernels/${t##*/}; log=$out/kernels-${t##*/}.log ;;
+            esac
             "$t" >"$log" 2>&1; st=$?
             if [ "$st" = 77 ] && [ -n "$DSV4_REQUIRE_GPU" ]; then st=1; fi
             reports "$log" || st=99
