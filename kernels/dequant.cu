@@ -20,50 +20,17 @@
 // 512-byte (f32) or 256-byte (bf16) span; shapes or pointers that do not
 // allow that take the element-wise kernels.  Grid-stride loops keep every
 // shape, 1-row and very wide ones alike, on one launch.
-#include "gpu.h"
+#include "common.cuh"
 
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1 << 16;
 
-__device__ __forceinline__ float e8m0_f32(uint32_t b)
-{
-    if (b == 0)
-        return __uint_as_float(0x00400000u);     // 2^-127, subnormal
-    if (b == 255)
-        return __uint_as_float(0x7fc00000u);     // NaN
-    return __uint_as_float(b << 23);
-}
-
-// e4m3 (OCP fn): bias 7, exponent 0 is subnormal (m * 2^-9), S.1111.111 NaN.
-__device__ __forceinline__ float e4m3_f32(uint32_t c)
-{
-    uint32_t sign = (c & 0x80u) << 24, em = c & 0x7fu;
-    if (em == 0x7fu)
-        return __uint_as_float(sign | 0x7fc00000u);
-    if (em < 8u)                                 // 0 or subnormal, exact in f32
-        return __uint_as_float(sign | __float_as_uint((float)em * 0.001953125f));
-    return __uint_as_float(sign | ((em << 20) + (120u << 23)));   // rebias 7 -> 127
-}
-
-// e2m1: bit 3 sign, bits 2..1 exponent (bias 1), bit 0 mantissa; exponent 0
-// holds 0 and 0.5.
-__device__ __forceinline__ float e2m1_f32(uint32_t c)
-{
-    uint32_t em = c & 7u;
-    uint32_t mag = em >= 2u ? (em << 22) + (126u << 23) : (em ? 0x3f000000u : 0u);
-    return __uint_as_float(mag | ((c & 8u) << 28));
-}
-
-// As dsv4_f32_to_bf16: round to nearest even on the bits, NaN -> 0x7fc0.
-__device__ __forceinline__ uint32_t bf16_bits(float f)
-{
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return 0x7fc0u;
-    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
+using dsv4k::bf16_bits;
+using dsv4k::e2m1_f32;
+using dsv4k::e4m3_f32;
+using dsv4k::e8m0_f32;
 
 __device__ __forceinline__ void store1(float *o, float v) { *o = v; }
 __device__ __forceinline__ void store1(uint16_t *o, float v) { *o = (uint16_t)bf16_bits(v); }
