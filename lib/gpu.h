@@ -114,12 +114,17 @@ extern "C" int dsv4_cu_launched(const char *kernel, cudaStream_t s, const char *
 /* Every launch goes through DSV4_LAUNCH so that the emulated build
  * (kernels/emu.h) can run it; kernel must be one macro argument (give a
  * template instance a local name first).  Then check with DSV4_CU_LAUNCHED. */
+/* Dynamic shared memory inside a kernel: DSV4_DYN_SMEM(float, buf); declares
+ * `float *buf` at the launch's dynamic shared memory (16-byte aligned). */
 #ifdef DSV4_CU_EMU
 #define DSV4_LAUNCH(kernel, grid, block, smem, stream, ...) \
     DSV4_EMU_LAUNCH(kernel, grid, block, smem, stream, __VA_ARGS__)
+#define DSV4_DYN_SMEM(type, name) type *name = reinterpret_cast<type *>(::dsv4_emu::dyn_smem())
 #else
 #define DSV4_LAUNCH(kernel, grid, block, smem, stream, ...) \
     kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define DSV4_DYN_SMEM(type, name) extern __shared__ __align__(16) unsigned char dsv4_dyn_smem_[]; \
+    type *name = reinterpret_cast<type *>(dsv4_dyn_smem_)
 #endif
 #endif
 
