@@ -28,16 +28,9 @@ static void hadamard(const dsv4_kvstate *s, float *x, int64_t n)
 
 /* ---- compressors (§5.3) --------------------------------------------------- */
 
-struct comp {
-    const dsv4_wt *wkv, *wgate;
-    const float *ape, *norm;
-    float *kv, *sc;          /* state rows */
-    int64_t r, d, c;         /* ratio, entry dims, 1 or 2 halves */
-};
-
 /* Pool the rows of a completed block into c[d] (per-channel softmax over the
  * slots, f32). */
-static void comp_pool(const struct comp *C, float *out)
+static void comp_pool(const dsv4_comp *C, float *out)
 {
     int64_t d = C->d, cd = C->c * d;
     int64_t nslot = C->c == 2 ? 2 * C->r : C->r;
@@ -70,7 +63,7 @@ static void comp_pool(const struct comp *C, float *out)
 
 /* Feed token t's projections (k, g already including ape) into the state;
  * returns 1 and fills entry[d] (raw pooled values) when t completes a block. */
-static int comp_push(struct comp *C, int64_t t, const float *k, const float *g, float *entry)
+static int comp_push(dsv4_comp *C, int64_t t, const float *k, const float *g, float *entry)
 {
     int64_t cd = C->c * C->d, r = C->r;
     int64_t row = (C->c == 2 ? r : 0) + t % r;
@@ -86,29 +79,56 @@ static int comp_push(struct comp *C, int64_t t, const float *k, const float *g, 
     return 1;
 }
 
-/* Projections of the whole chunk: k[M, c*d], g[M, c*d] (+ ape). */
-static int comp_project(dsv4_engine *e, const struct comp *C, const float *xn, int64_t M, int64_t pos0,
-                        float *k, float *g, dsv4_err *err)
+void dsv4_comp_ape(const dsv4_comp *C, float *g, int64_t M, int64_t pos0)
 {
     int64_t cd = C->c * C->d;
-    if (dsv4_linear(e->pool, C->wkv, xn, M, k, 0, err) || dsv4_linear(e->pool, C->wgate, xn, M, g, 0, err))
-        return err->code;
     for (int64_t m = 0; m < M; m++) {
         const float *a = C->ape + ((pos0 + m) % C->r) * cd;
         for (int64_t i = 0; i < cd; i++)
             g[m * cd + i] += a[i];
     }
+}
+
+/* Projections of the whole chunk: k[M, c*d], g[M, c*d] (+ ape). */
+static int comp_project(dsv4_engine *e, const dsv4_wt *wkv, const dsv4_wt *wgate, const dsv4_comp *C,
+                        const float *xn, int64_t M, int64_t pos0, float *k, float *g, dsv4_err *err)
+{
+    if (dsv4_linear(e->pool, wkv, xn, M, k, 0, err) || dsv4_linear(e->pool, wgate, xn, M, g, 0, err))
+        return err->code;
+    dsv4_comp_ape(C, g, M, pos0);
     return 0;
 }
 
 /* bf16 -> RMSNorm -> bf16 -> RoPE at the block start. */
-static void entry_finish(const dsv4_engine *e, const dsv4_layer_w *L, float *x, int64_t d, const float *nw,
-                         int64_t pos)
+static void entry_finish(const dsv4_comp *C, float *x, int64_t pos)
 {
+    int64_t d = C->d;
     for (int64_t i = 0; i < d; i++)
         x[i] = dsv4_round_bf16(x[i]);
-    dsv4_rmsnorm(x, nw, d, (float)e->c.norm_eps, x);
-    dsv4_rope(x + d - e->c.rope_dim, e->c.rope_dim, L->freqs, pos, 0);
+    dsv4_rmsnorm(x, C->norm, d, C->eps, x);
+    dsv4_rope(x + d - C->rope_dim, C->rope_dim, C->freqs, pos, 0);
+}
+
+int64_t dsv4_comp_tokens(dsv4_comp *C, const dsv4_kvstate *s, const float *k, const float *g, int64_t M,
+                         int64_t pos0, uint8_t *out, float *ent)
+{
+    int64_t cd = C->c * C->d, r = C->r, n = 0;
+    size_t bytes = C->ikey ? s->ikey_bytes : s->entry_bytes;
+    for (int64_t m = 0; m < M; m++) {
+        int64_t t = pos0 + m;
+        if (!comp_push(C, t, k + m * cd, g + m * cd, ent))
+            continue;
+        int64_t j = t / r;
+        entry_finish(C, ent, j * r);
+        if (C->ikey) {
+            hadamard(s, ent, C->d);
+            dsv4_ikey_pack(s, ent, out + (size_t)j * bytes);
+        } else {
+            dsv4_kv_pack(s, ent, out + (size_t)j * bytes);
+        }
+        n++;
+    }
+    return n;
 }
 
 static int run_compressors(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int64_t M, int64_t pos0,
@@ -116,9 +136,10 @@ static int run_compressors(dsv4_engine *e, int l, dsv4_kvstate *s, const float *
 {
     const dsv4_layer_w *L = &e->layers[l];
     dsv4_kv_layer *S = &s->layers[l];
-    int64_t r = L->ratio, hd = e->c.head_dim, ihd = e->c.index_head_dim;
-    struct comp C = { &L->c_wkv, &L->c_wgate, L->c_ape, L->c_norm, S->ckv, S->csc, r, hd, r == 4 ? 2 : 1 };
-    struct comp I = { &L->ic_wkv, &L->ic_wgate, L->ic_ape, L->ic_norm, S->ikv, S->isc, 4, ihd, 2 };
+    int64_t r = L->ratio, hd = e->c.head_dim, ihd = e->c.index_head_dim, rd = e->c.rope_dim;
+    float eps = (float)e->c.norm_eps;
+    dsv4_comp C = { L->c_ape, L->c_norm, L->freqs, S->ckv, S->csc, r, hd, r == 4 ? 2 : 1, rd, eps, 0 };
+    dsv4_comp I = { L->ic_ape, L->ic_norm, L->freqs, S->ikv, S->isc, 4, ihd, 2, rd, eps, 1 };
     int csa = r == 4;
     int64_t n_new = (pos0 + M) / r - pos0 / r;
     if (n_new > 0 && dsv4_kv_reserve(s, l, S->n_ent + n_new, err))
@@ -129,25 +150,17 @@ static int run_compressors(dsv4_engine *e, int l, dsv4_kvstate *s, const float *
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory in the compressor of layer %d", l);
     float *k = buf, *g = k + M * cd, *ik = g + M * cd, *ig = ik + (csa ? M * icd : 0);
     float *ent = ig + (csa ? M * icd : 0), *ient = ent + hd;
-    int rc = comp_project(e, &C, xn, M, pos0, k, g, err);
+    int rc = comp_project(e, &L->c_wkv, &L->c_wgate, &C, xn, M, pos0, k, g, err);
     if (!rc && csa)
-        rc = comp_project(e, &I, xn, M, pos0, ik, ig, err);
-    for (int64_t m = 0; !rc && m < M; m++) {
-        int64_t t = pos0 + m;
-        int done = comp_push(&C, t, k + m * cd, g + m * cd, ent);
+        rc = comp_project(e, &L->ic_wkv, &L->ic_wgate, &I, xn, M, pos0, ik, ig, err);
+    if (!rc) {
+        /* the two compressors keep separate state: one after the other is
+         * the same as token by token */
+        dsv4_comp_tokens(&C, s, k, g, M, pos0, S->ent, ent);
         if (csa)
-            comp_push(&I, t, ik + m * icd, ig + m * icd, ient);
-        if (!done)
-            continue;
-        int64_t j = t / r;
-        entry_finish(e, L, ent, hd, L->c_norm, j * r);
-        dsv4_kv_pack(s, ent, S->ent + (size_t)j * s->entry_bytes);
-        if (csa) {
-            entry_finish(e, L, ient, ihd, L->ic_norm, j * r);
-            hadamard(s, ient, ihd);
-            dsv4_ikey_pack(s, ient, S->ikey + (size_t)j * s->ikey_bytes);
-        }
-        S->n_ent = j + 1;
+            dsv4_comp_tokens(&I, s, ik, ig, M, pos0, S->ikey, ient);
+        if (n_new > 0)
+            S->n_ent = (pos0 + M) / r;
     }
     free(buf);
     return rc;
@@ -156,9 +169,9 @@ static int run_compressors(dsv4_engine *e, int l, dsv4_kvstate *s, const float *
 /* ---- lightning indexer (§5.4) -------------------------------------------- */
 
 struct idx_job {
-    const dsv4_engine *e;
     const dsv4_kvstate *s;
-    const dsv4_kv_layer *S;
+    const uint8_t *ikey;     /* [n_ent][ikey_bytes] */
+    int64_t n_ent, nih, ihd;
     const float *qi, *w;     /* [M, nih*ihd], [M, nih] */
     int64_t pos0, topk;
     int32_t *sel;            /* [M, topk] */
@@ -194,14 +207,14 @@ static void sift_down(const float *score, int32_t *h, int64_t n, int32_t v)
 static void idx_rows(void *ctx, int64_t m0, int64_t m1, int tid)
 {
     struct idx_job *J = ctx;
-    int64_t nih = J->e->c.index_n_heads, ihd = J->e->c.index_head_dim;
-    float *score = J->scratch + (size_t)tid * (size_t)(J->S->n_ent + ihd);
-    float *key = score + J->S->n_ent;
+    int64_t nih = J->nih, ihd = J->ihd;
+    float *score = J->scratch + (size_t)tid * (size_t)(J->n_ent + ihd);
+    float *key = score + J->n_ent;
     for (int64_t m = m0; m < m1; m++) {
         int64_t t = J->pos0 + m, nvis = (t + 1) / 4;
         const float *q = J->qi + m * nih * ihd, *w = J->w + m * nih;
         for (int64_t j = 0; j < nvis; j++) {
-            dsv4_ikey_unpack(J->s, J->S->ikey + (size_t)j * J->s->ikey_bytes, key);
+            dsv4_ikey_unpack(J->s, J->ikey + (size_t)j * J->s->ikey_bytes, key);
             float acc = 0.0f;
             for (int64_t h = 0; h < nih; h++) {
                 float d = dsv4_round_bf16(dsv4_dot(q + h * ihd, key, ihd));
@@ -234,6 +247,14 @@ static void idx_rows(void *ctx, int64_t m0, int64_t m1, int tid)
         }
         J->nsel[m] = k;
     }
+}
+
+void dsv4_index_rows(const dsv4_kvstate *s, const uint8_t *ikey, int64_t n_ent, int64_t nih, const float *qi,
+                     const float *w, int64_t M, int64_t pos0, int64_t topk, int32_t *sel, int64_t *nsel,
+                     float *scratch)
+{
+    struct idx_job J = { s, ikey, n_ent, nih, s->index_head_dim, qi, w, pos0, topk, sel, nsel, scratch };
+    idx_rows(&J, 0, M, 0);
 }
 
 /* ---- sparse attention with sink (§5.5, §5.6) ----------------------------- */
@@ -440,7 +461,7 @@ int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int
         float ws = (float)(pow((double)ihd, -0.5) * pow((double)nih, -0.5));
         for (int64_t i = 0; i < M * nih; i++)
             wts[i] = dsv4_round_bf16(wts[i] * ws);
-        struct idx_job IJ = { e, s, S, qi, wts, pos0, topk, sel, nsel, iscr };
+        struct idx_job IJ = { s, S->ikey, S->n_ent, nih, ihd, qi, wts, pos0, topk, sel, nsel, iscr };
         dsv4_pool_for(e->pool, M, 1, idx_rows, &IJ);
     }
 

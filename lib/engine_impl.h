@@ -52,6 +52,32 @@ struct dsv4_engine {
  * updates the layer's window, compressor and indexer state); out[M, D]. */
 int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int64_t M, int64_t pos0,
                     float *out, dsv4_err *err);
+/* One compressor of a layer (ARCH.md §5.3): the main one (d = head_dim,
+ * c = 2 for ratio 4, 1 for ratio 128) or the indexer's (d = index_head_dim,
+ * r = 4, c = 2, ikey = 1).  Exposed for the GPU kernel tests. */
+typedef struct dsv4_comp {
+    const float *ape, *norm, *freqs;  /* ape[r][c*d], norm[d], RoPE table[rope_dim/2] */
+    float *kv, *sc;                   /* state rows [c*r][c*d] (k and gate score) */
+    int64_t r, d, c, rope_dim;
+    float eps;
+    int ikey;                         /* 1: Hadamard + dsv4_ikey_pack, 0: dsv4_kv_pack */
+} dsv4_comp;
+/* g[M, c*d] += ape[(pos0 + m) % r]. */
+void dsv4_comp_ape(const dsv4_comp *C, float *g, int64_t M, int64_t pos0);
+/* Push the projections k, g[M, c*d] (ape included) of positions pos0.. into
+ * the state; each completed entry j is finished and packed at
+ * out + j * (ikey ? ikey_bytes : entry_bytes).  ent: scratch [d].  Returns
+ * the number of entries completed. */
+int64_t dsv4_comp_tokens(dsv4_comp *C, const dsv4_kvstate *s, const float *k, const float *g, int64_t M,
+                         int64_t pos0, uint8_t *out, float *ent);
+/* The lightning indexer's scores and top-k (ARCH.md §5.4) for the
+ * processed queries qi[M, nih, ihd] and weights w[M, nih] of positions
+ * pos0.. against the keys ikey[n_ent]: sel[M, topk] (descending score, ties
+ * to the lower index), nsel[M].  scratch: [n_ent + index_head_dim].
+ * Exposed for the GPU kernel tests (dsv4_attn_chunk runs it in parallel). */
+void dsv4_index_rows(const dsv4_kvstate *s, const uint8_t *ikey, int64_t n_ent, int64_t nih, const float *qi,
+                     const float *w, int64_t M, int64_t pos0, int64_t topk, int32_t *sel, int64_t *nsel,
+                     float *scratch);
 /* MoE sub-layer of layer l for xn[M, D] with the tokens' ids; out[M, D]. */
 int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *tokens, int64_t M, float *out,
                    dsv4_err *err);
