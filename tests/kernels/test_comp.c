@@ -136,8 +136,10 @@ static void comp_case(int ratio, int ikey, int compact, int64_t d, int64_t rd, i
         CHECK_EQ_INT(bad_ent, 0);
         CHECK(eerr == 0.0);
     } else {
-        /* expf/sinf/cosf ulps: a bf16 ulp (2^-8) of the values, one FP8 / FP4 step */
-        CHECK(eerr <= (ikey && compact ? 0.35 : compact ? 0.07 : 0.01));
+        /* expf/sinf/cosf ulps flip a bf16 rounding now and then: a bf16 ulp
+         * (2^-8) of a value, or one FP8 step (<= 1/8 of the block's scale
+         * range) / FP4 step (<= 1/3), relative to the entry's largest value */
+        CHECK(eerr <= (ikey && compact ? 0.5 : compact ? 0.15 : 0.01));
     }
     free(k); free(g); free(ga); free(ape); free(nw); free(freqs); free(ckv); free(csc); free(ref); free(got);
     free(ent); free(hkv); free(hsc);
