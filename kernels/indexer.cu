@@ -6,7 +6,7 @@
 // queries [nih][ihd] (padded rows: conflict-free) and weights sit in shared
 // memory; each warp decodes one key into shared memory, lane h computes
 // head h's dot product with the CPU's four double partial sums (the f32
-// products are exact in double, so fused or not the sums round alike), then
+// products are exact in double, so FMAs round like the CPU's mul + add), then
 // lane 0 adds the bf16 head terms in head order in f32, as the CPU.
 //
 // idx_topk: one block per row.  Keys are (score, index) pairs ordered by
@@ -71,11 +71,13 @@ __global__ void __launch_bounds__(kThreads) idx_scores(IdxP p)
             const float *qh = q + h * qs;
             double s[4] = {0.0, 0.0, 0.0, 0.0};
             int64_t i = 0;
+            // f32 x f32 is exact in double, so an FMA rounds like the CPU's
+            // separate multiply and add (and costs one FP64 instruction)
             for (; i + 4 <= ihd; i += 4)
                 for (int u = 0; u < 4; u++)
-                    s[u] = dadd_rn(s[u], dmul_rn((double)qh[i + u], (double)key[i + u]));
+                    s[u] = fma((double)qh[i + u], (double)key[i + u], s[u]);
             for (; i < ihd; i++)
-                s[0] = dadd_rn(s[0], dmul_rn((double)qh[i], (double)key[i]));
+                s[0] = fma((double)qh[i], (double)key[i], s[0]);
             float dv = round_bf16((float)((s[0] + s[2]) + (s[1] + s[3])));
             dv = dv > 0.0f ? dv : 0.0f;
             term[h] = round_bf16(mul_rn(dv, w[h]));
