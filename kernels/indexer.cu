@@ -9,19 +9,23 @@
 // products are exact in double, so FMAs round like the CPU's mul + add), then
 // lane 0 adds the bf16 head terms in head order in f32, as the CPU.
 //
-// idx_topk: one block per row.  Keys are (score, index) pairs ordered by
-// score then lower index; an MSB-first radix select over the 32-bit
-// order-preserving image of the score finds the k-th best score T (4
-// passes over the row's scores, histograms in shared memory); all scores
-// > T are taken, then the lowest-index scores == T by an ordered block
-// scan; a bitonic sort of the (<= topk) candidates on the 64-bit key
-// (score image << 32 | ~index) gives the CPU's order, ties included.
+// idx_topk: one block per row (1024 threads for rows longer than 8192).
+// Keys are (score, index) pairs ordered by score then lower index; an
+// MSB-first radix select over the 32-bit order-preserving image of the
+// score finds the k-th best score T (4 passes over the row's scores,
+// histograms in shared memory); all scores > T are taken, then the
+// lowest-index scores == T by an ordered block scan; a bitonic sort of the
+// (<= topk) candidates on the 64-bit key (score image << 32 | ~index) gives
+// the CPU's order, ties included.
 //
 // Bounds: scores read n_ent keys per row (ikey_bytes each, from L2 across
-// rows) and do nih*ihd FP64 multiply-adds per key and row: FP64-bound in
-// prefill (H100/H200 ~60 TFLOP/s FP64), fine for decode.  Faster: f32 or
-// tensor-core dots (gives up bit-exactness), many rows per block sharing
-// each decoded key.  The top-k reads the row's scores 5 times (4 radix
+// rows) and do nih*ihd FP64 FMAs per key and row: FP64-bound in prefill
+// (H100/H200: ~34 TFLOP/s of non-tensor FP64), fine for decode.  Faster:
+// many rows per block sharing each decoded key; in the compact layout both
+// sides are e2m1 x 2^s per 32 dims, so per-block integer (IMMA) dot
+// products summed exactly would give the same f32 result whenever the
+// CPU's double sum is exact (scale spread < ~2^40); f32 or bf16 tensor-core
+// dots give up bit-exactness.  The top-k reads the row's scores 5 times (4 radix
 // passes + the gather) with one block per row: a decode row at n_ent = 2^18
 // is ~5 MB of L2 reads on one SM; split rows across blocks to go faster.
 #include "comp.cuh"
@@ -34,7 +38,6 @@ namespace {
 using namespace dsv4k;
 
 constexpr int kWarps = 8, kThreads = kWarps * 32, kKeysPerBlock = 64;
-constexpr int kTopThreads = 256;
 
 struct IdxP {
     int64_t nih, ihd, M, pos0, topk, n_ent;
@@ -105,6 +108,7 @@ __device__ __forceinline__ uint64_t sort_key(uint32_t o, int64_t j)
     return (uint64_t)o << 32 | (uint32_t)~(uint32_t)j;
 }
 
+template <int kTopThreads>
 __global__ void __launch_bounds__(kTopThreads) idx_topk(IdxP p)
 {
     DSV4_DYN_SMEM(uint64_t, buf);             // [pow2 >= topk] candidates
@@ -273,6 +277,13 @@ extern "C" int dsv4_cu_index_topk(const dsv4_cu_index_args *a, dsv4_stream s, ds
     int P = 1;
     while (P < a->topk)
         P <<= 1;
-    DSV4_LAUNCH(idx_topk, (unsigned)a->M, kTopThreads, (size_t)P * sizeof(uint64_t), st, p);
+    // long rows get a bigger block: the passes over the row are its cost
+    if (nvis_max > 8192) {
+        auto kern = idx_topk<1024>;
+        DSV4_LAUNCH(kern, (unsigned)a->M, 1024, (size_t)P * sizeof(uint64_t), st, p);
+    } else {
+        auto kern = idx_topk<256>;
+        DSV4_LAUNCH(kern, (unsigned)a->M, 256, (size_t)P * sizeof(uint64_t), st, p);
+    }
     return DSV4_CU_LAUNCHED("idx_topk", st, err);
 }

@@ -117,8 +117,8 @@ static void comp_case(int ratio, int ikey, int compact, int64_t d, int64_t rd, i
         KT_OK(dsv4_cu_compress(&a, NULL, &err), &err);
         CHECK_EQ_INT(a.n_ent_after, (pos + M) / ratio);
         pos += M;
-        if (kt_get(hkv, dkv, (size_t)(rows * cd) * sizeof *hkv) || kt_get(hsc, dsc, (size_t)(rows * cd) * sizeof *hsc) ||
-            kt_get(got, dout, (size_t)nmax * bytes))
+        size_t sb = (size_t)(rows * cd) * sizeof *hkv;
+        if (kt_get(hkv, dkv, sb) || kt_get(hsc, dsc, sb) || kt_get(got, dout, (size_t)nmax * bytes))
             break;
         bad_state += kt_mismatch(hkv, ckv, rows * cd) + kt_mismatch(hsc, csc, rows * cd);
         for (size_t i = 0; i < (size_t)n_ent * bytes; i++)
@@ -129,7 +129,8 @@ static void comp_case(int ratio, int ikey, int compact, int64_t d, int64_t rd, i
     CHECK_EQ_INT(n_ent, T / ratio);
     printf("  %s r=%d %s d=%lld rope=%lld T=%lld in %d chunks%s: %lld entries, state mismatches %lld, "
            "entry byte mismatches %lld, decoded rel err %.3g\n", ikey ? "indexer" : "main", ratio,
-           compact ? "compact" : "bf16", (long long)d, (long long)rd, (long long)T, nch, zero_norm ? " (zero norm)" : "",
+           compact ? "compact" : "bf16", (long long)d, (long long)rd, (long long)T, nch,
+           zero_norm ? " (zero norm)" : "",
            (long long)n_ent, (long long)bad_state, (long long)bad_ent, eerr);
     CHECK_EQ_INT(bad_state, 0);
     if (ktest_emulated()) {
@@ -303,6 +304,8 @@ TEST(index_tiny)
     index_case(0, 4, 128, 32, 2000, 5, KEYS_REPEAT, 31);
     index_case(1, 4, 128, 32, 777, 5, W_ZERO, 32);
     index_case(1, 3, 64, 5, 50, 40, KEYS_RANDOM, 33);   /* odd sizes */
+    index_case(1, 4, 128, 32, 9000, 2, KEYS_REPEAT, 34);   /* the 1024-thread top-k */
+    index_case(0, 2, 32, 100, 8500, 2, KEYS_RANDOM, 35);
 }
 
 TEST(index_flash)
