@@ -9,8 +9,9 @@
  * entry must match the CPU bit for bit, for CSA (ratio 4, c = 2), HCA
  * (ratio 128) and the indexer's compressor, both layouts, the model's dims
  * (head_dim 512 / rope 64 / index 128, tiny and Flash alike) and awkward
- * ones (d = 200, rope 16: a short FP8 block; an index dim that is not a
- * power of two: no Hadamard), plus zero norm weights (all-zero FP4 blocks).
+ * ones (d = 200, rope 16: a short FP8 block; index dims 96 and 80, not
+ * powers of two: no Hadamard, 80 with a short FP4 block), plus zero norm
+ * weights (all-zero FP4 blocks).
  * Bit-exactness holds in the emulated build (glibc expf/sinf/cosf on both
  * sides); on a GPU CUDA's expf/sinf/cosf may differ by an ulp and flip a
  * bf16 rounding, so there the test reports the mismatching bytes and
@@ -176,6 +177,7 @@ TEST(indexer_compressor)
     comp_both(4, 1, 128, 64, 17, 1, 6);
     comp_both(4, 1, 64, 32, 14, 0, 7);
     comp_both(4, 1, 96, 32, 14, 0, 8);
+    comp_both(4, 1, 80, 16, 13, 0, 9);   /* a short FP4 block */
 }
 
 TEST(compress_args)
