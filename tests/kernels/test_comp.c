@@ -4,9 +4,10 @@
  *
  * Compressors: random projections, ape, norm weights and the layer's YaRN
  * RoPE table; a sequence of T tokens is fed in one chunk and in several
- * chunks of random sizes (1 token, block-straddling ones), on the CPU and
- * the GPU, and after every chunk the state rows (kv, score) and every packed
- * entry must match the CPU bit for bit, for CSA (ratio 4, c = 2), HCA
+ * chunks of varied sizes (1 token, block-straddling ones) and, for ratio 4,
+ * one token at a time (decode), on the CPU and the GPU, and after every
+ * chunk the state rows (kv, score) and every packed entry must match the
+ * CPU bit for bit, for CSA (ratio 4, c = 2), HCA
  * (ratio 128) and the indexer's compressor, both layouts, the model's dims
  * (head_dim 512 / rope 64 / index 128, tiny and Flash alike) and awkward
  * ones (d = 200, rope 16: a short FP8 block; index dims 96 and 80, not
@@ -153,9 +154,14 @@ static void comp_both(int ratio, int ikey, int64_t d, int64_t rd, int64_t T, int
 {
     int64_t one[1] = { T };
     int64_t many[16] = { 1, 3, 2, 5, 4, 7, 1, 13, 6, 129, 2, 127, 40, 300, 64, 100000 };
+    int64_t ones[64];   /* decode: one token at a time */
+    for (int i = 0; i < 64; i++)
+        ones[i] = 1;
     for (int compact = 0; compact <= 1; compact++) {
         comp_case(ratio, ikey, compact, d, rd, T, one, 1, zero_norm, seed);
         comp_case(ratio, ikey, compact, d, rd, T, many, 16, zero_norm, seed);
+        if (ratio == 4 && T <= 64)
+            comp_case(ratio, ikey, compact, d, rd, T, ones, (int)T, zero_norm, seed);
     }
 }
 
