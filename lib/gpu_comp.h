@@ -33,7 +33,8 @@
  * row is -1).  qi [M, nih, ihd] f32 (after RoPE, Hadamard and, compact,
  * FP4 simulation), w [M, nih] f32 (scaled, bf16-rounded), ikeys
  * [n_ent][ikey_bytes] in the state's layout; n_ent >= (pos0+M)/4.  scores:
- * scratch [M, n_ent] f32 (the scores, kept for inspection).  Bit-exact:
+ * scratch [M, n_ent] f32 (the scores, kept for inspection; rows are
+ * independent, so a long prefill can be run in row batches to bound it).  Bit-exact:
  * the dot products are summed in double in the CPU's order (the products
  * are exact in double), the head sum in f32 in head order; the selection
  * is exact for identical scores.  NaN scores are not supported. */
