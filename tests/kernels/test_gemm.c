@@ -14,7 +14,9 @@
  *    2e-6 — a few f32 ulps, the f32-vs-double accumulation difference;
  *    with bf16 rounding as linear_q.
  * The FP8 cases with M > 8 run both the tensor-core kernel and the SIMT one
- * (DSV4_GEMM_SIMT=1).  Emulated runs use smaller model shapes. */
+ * (DSV4_GEMM_SIMT=1; emulated: only the smaller cases).  Emulated runs use
+ * smaller model shapes.  The mma fragment layouts are checked only against
+ * the emulated twin of the instruction until a run on a real GPU. */
 #include "ktest.h"
 
 #if DSV4_HAVE_CUDA
@@ -113,7 +115,7 @@ static void check_bf16(const char *what, const float *got, const float *ref, int
         diff += d != 0;
     }
     double frac = cnt ? (double)diff / (double)cnt : 0.0;
-    printf("  %-40s %lld/%lld differ by 1 bf16 ulp (%.3g%%, bound %.3g%%), rel err %.3g\n", what,
+    printf("  %-40s %lld/%lld differ (%.3g%%, bound %.3g%%), rel err %.3g\n", what,
            (long long)diff, (long long)cnt, 100 * frac, 100 * max_frac, kt_relerr(got, ref, cnt));
     if (far || frac > max_frac) {
         fprintf(stderr, "%s: %lld outputs beyond 1 ulp or NaN, %.3g%% differ\n", what, (long long)far, 100 * frac);
@@ -131,7 +133,7 @@ static float *rand_x(int64_t M, int64_t k)
 }
 
 /* linear_q of a random [n, k] weight of kind on M random rows; for FP8
- * with M > 8 both kernels. */
+ * with M > 8 both kernels (on the emulator only for small n * M). */
 static void run_q(int kind, int64_t n, int64_t k, int64_t M)
 {
     hw W = make_w(kind, n, k);
@@ -139,7 +141,9 @@ static void run_q(int kind, int64_t n, int64_t k, int64_t M)
     dsv4_err err = DSV4_ERR_INIT;
     KT_OK(dsv4_linear_q(NULL, &W.h, x, M, ref, &err), &err);
     float *dx = kt_dev(x, (size_t)(M * k) * 4), *dy = kt_dev(NULL, (size_t)(M * n) * 4);
-    int passes = kind == DSV4_WT_FP8 && M > 8 ? 2 : 1;
+    /* the emulator runs the SIMT kernel's many threads slowly: compare both
+     * kernels there only on the smaller cases */
+    int passes = kind == DSV4_WT_FP8 && M > 8 && (!ktest_emulated() || n * M <= 13000) ? 2 : 1;
     for (int p = 0; p < passes; p++) {
         char what[96];
         if (p)
@@ -256,8 +260,8 @@ TEST(linear_q_awkward)
         run_q(DSV4_WT_FP8, 136, 384, Ms[mi]);      /* vector staging, n not a multiple of 64 */
     }
     run_q(DSV4_WT_FP4, 100, 66, 64);
-    run_q(DSV4_WT_BF16, 96, 256, 129);
-    run_q(DSV4_WT_FP8, 256, 7, 65);                /* k below one mma step */
+    run_q(DSV4_WT_BF16, 64, 256, 129);
+    run_q(DSV4_WT_FP8, 136, 7, 65);                /* k below one mma step */
 }
 
 TEST(linear_awkward)
@@ -290,7 +294,7 @@ TEST(model_shapes)
     if (emu) {
         /* Flash-like, cut down: wq_b [32768, 1024] -> [2048, 1024] */
         run_q(DSV4_WT_FP8, 2048, 1024, 1);
-        run_q(DSV4_WT_FP8, 256, 1024, 64);
+        run_q(DSV4_WT_FP8, 128, 1024, 64);
         run_q(DSV4_WT_FP4, 512, 4096, 2);
     } else {
         run_q(DSV4_WT_FP8, 32768, 1024, 1);   /* wq_b */
