@@ -453,8 +453,8 @@ extern "C" int dsv4_cu_rope(float *x, int64_t M, int64_t nh, int64_t hd, int64_t
         return bad(err, op, "vector length", hd);
     if (rd < 0 || rd > hd || rd & 1)
         return bad(err, op, "rope_dim (must be even and <= the vector length)", rd);
-    if (!positions && (pos0 < 0 || pos0 + M > (1 << 24)))
-        return bad(err, op, "pos0 (positions must be exact in f32)", pos0);
+    if (!positions && (pos0 < 0 || pos0 > INT64_MAX - M))
+        return bad(err, op, "pos0", pos0);
     if (!M || !rd)
         return 0;
     if (!x || !freqs)

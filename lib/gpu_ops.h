@@ -55,8 +55,8 @@ int dsv4_cu_head_rms_bf16(float *q, int64_t rows, int64_t n, float eps, dsv4_str
 /* For m < M and h < nh: dsv4_rope(x + (m*nh + h)*hd + hd - rd, rd, freqs,
  * pos, inverse) with pos = pos0 + m, or pos = positions[m] when positions
  * (int64 [M]) is not NULL.  freqs: f32 [rd/2] from dsv4_rope_freqs.
- * rd even, 0 < rd <= hd, nh >= 1; pos0 + m and positions[m] must be
- * exactly representable as f32 (|pos| <= 2^24; the CPU converts alike). */
+ * rd even, 0 <= rd <= hd (0: nothing to do), nh >= 1, pos0 >= 0 (the
+ * position is converted to f32 as the CPU does, rounding beyond 2^24). */
 int dsv4_cu_rope(float *x, int64_t M, int64_t nh, int64_t hd, int64_t rd, const float *freqs, int64_t pos0,
                  const int64_t *positions, int inverse, dsv4_stream s, dsv4_err *err);
 
