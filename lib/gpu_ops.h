@@ -17,8 +17,10 @@
  *     pack/unpack, the embedding, the adds and roundings, rmsnorm and
  *     mean_sq, whose sum reproduces dsv4_mean_sq's order exactly, the
  *     Hadamard butterflies, and head_rms_bf16 whenever its double sum of
- *     bf16 squares is exact — always for terms within a 2^44 range of each
- *     other, i.e. any real activation).
+ *     bf16 squares is exact: always when the squares of a row span less
+ *     than 2^(45 - log2 n), 2^36 for n = 512; beyond that the sums may
+ *     differ in the last double bit, which almost never survives the
+ *     rounding to f32 and bf16).
  *   dsv4_cu_rope: cos/sin are (float)cos((double)phi), the correctly rounded
  *     value almost always; the CPU's glibc cosf/sinf are within 0.56 ulp, so
  *     an output may differ by 1 bf16 ulp where the two disagree and the
