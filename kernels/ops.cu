@@ -86,24 +86,33 @@ __global__ void head_rms_k(float *q, int64_t n, float eps)
 
 // ---- RoPE -------------------------------------------------------------------
 
-// One thread per (vector, pair).  The CPU takes cosf/sinf of the f32 angle;
-// the double cos/sin rounded to f32 is the correctly rounded value (the GPU's
-// f32 sinf/cosf have up to 2 ulp error, glibc's 0.56).
-__global__ void rope_k(float *x, int64_t nvec, int64_t nh, int64_t hd, int64_t half, const float *__restrict__ freqs,
+// One thread per (token, group of kHeadsPerThread vectors, pair): the angle
+// and its cos/sin are computed once per token and pair and used for the
+// group's vectors (the q heads of a token share them).  The CPU takes
+// cosf/sinf of the f32 angle; the double cos/sin rounded to f32 is the
+// correctly rounded value (the GPU's f32 sinf/cosf have up to 2 ulp error,
+// glibc's 0.56).
+constexpr int64_t kHeadsPerThread = 8;
+
+__global__ void rope_k(float *x, int64_t M, int64_t nh, int64_t hd, int64_t half, const float *__restrict__ freqs,
                        int64_t pos0, const int64_t *__restrict__ positions, int inverse)
 {
-    const int64_t total = nvec * half, step = (int64_t)gridDim.x * blockDim.x;
+    const int64_t ng = (nh + kHeadsPerThread - 1) / kHeadsPerThread, total = M * ng * half;
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += step) {
-        int64_t v = t / half, i = t - v * half, m = v / nh;
+        int64_t i = t % half, mg = t / half, m = mg / ng, h0 = (mg - m * ng) * kHeadsPerThread;
+        int64_t h1 = h0 + kHeadsPerThread < nh ? h0 + kHeadsPerThread : nh;
         int64_t pos = positions ? positions[m] : pos0 + m;
         float phi = __fmul_rn((float)pos, freqs[i]);
         float c = (float)cos((double)phi), s = (float)sin((double)phi);
         if (inverse)
             s = -s;
-        float *p = x + v * hd + hd - 2 * half + 2 * i;
-        float a = p[0], b = p[1];
-        p[0] = round_bf16(__fadd_rn(__fmul_rn(a, c), -__fmul_rn(b, s)));
-        p[1] = round_bf16(__fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c)));
+        for (int64_t h = h0; h < h1; h++) {
+            float *p = x + (m * nh + h) * hd + hd - 2 * half + 2 * i;
+            float a = p[0], b = p[1];
+            p[0] = round_bf16(__fadd_rn(__fmul_rn(a, c), -__fmul_rn(b, s)));
+            p[1] = round_bf16(__fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c)));
+        }
     }
 }
 
@@ -460,8 +469,8 @@ extern "C" int dsv4_cu_rope(float *x, int64_t M, int64_t nh, int64_t hd, int64_t
         return 0;
     if (!x || !freqs)
         return null_ptr(err, op, !x ? "x" : "freqs");
-    int64_t nvec = M * nh, half = rd / 2;
-    DSV4_LAUNCH(rope_k, grid_for(nvec * half), kThreads, 0, s, x, nvec, nh, hd, half, freqs, pos0, positions,
+    int64_t half = rd / 2, ng = (nh + kHeadsPerThread - 1) / kHeadsPerThread;
+    DSV4_LAUNCH(rope_k, grid_for(M * ng * half), kThreads, 0, s, x, M, nh, hd, half, freqs, pos0, positions,
                 inverse ? 1 : 0);
     return DSV4_CU_LAUNCHED("rope_k", s, err);
 }

@@ -3,8 +3,8 @@
  *
  * Bounds: bit-exact (kt_mismatch == 0, any NaN matching any NaN) for every
  * op except RoPE, whose cos/sin may differ from glibc's cosf/sinf by an f32
- * ulp: there every output must be within 1 bf16 ulp of the CPU's (and the
- * count of differing values is printed).  Inputs are random f32 (not
+ * ulp: there every output must be within 1 bf16 ulp of the CPU's and at most
+ * 1 + n/10^4 of n values may differ at all (0 measured so far).  Inputs are random f32 (not
  * bf16-rounded, so the order of every sum shows), with sizes that are 1,
  * odd, not multiples of the block/vector sizes, and model-like (Flash: dim
  * 4096, hc*dim 16384, head_dim 512, q_lora_rank 1024, index_head_dim 128),
@@ -131,7 +131,7 @@ TEST(head_rms)
 
 /* ---- RoPE ------------------------------------------------------------------ */
 
-/* got within 1 bf16 ulp of ref, elementwise; prints the differing count */
+/* got within 1 bf16 ulp of ref, elementwise, and few values differing at all */
 static void check_bf16_ulp(const char *what, const float *got, const float *ref, int64_t n)
 {
     int64_t diff = 0, bad = 0;
@@ -146,9 +146,13 @@ static void check_bf16_ulp(const char *what, const float *got, const float *ref,
             bad++;
         }
     }
-    printf("  %-44s %lld values, %lld differ by 1 bf16 ulp, %lld more (bound 0)\n", what, (long long)n,
-           (long long)(diff - bad), (long long)bad);
-    if (bad) {
+    /* a flip of an f32 cos/sin ulp rarely survives the bf16 rounding: more
+     * than 1 in 10^4 differing values means a real error (a position off by
+     * one gives ~1 in 100) */
+    int64_t allow = 1 + n / 10000;
+    printf("  %-44s %lld values, %lld differ by 1 bf16 ulp (bound %lld), %lld more (bound 0)\n", what, (long long)n,
+           (long long)(diff - bad), (long long)allow, (long long)bad);
+    if (bad || diff > allow) {
         test_failed_checks++;
         test_cur_failed = 1;
     }
@@ -198,6 +202,7 @@ TEST(rope)
     rope_case(&r, 37, 1, 512, 64, 1, 1048000, 0, 0);                         /* kv, late positions */
     rope_case(&r, 33, 1, 128, 64, 1, 0, 1, 0);                               /* compressor entries at j*r */
     rope_case(&r, 20, 4, 128, 64, 1, 5, 0, 0);                               /* indexer q */
+    rope_case(&r, 3, 11, 20, 16, 1, 0, 1, 1);                               /* heads not a multiple of 8 */
 }
 
 /* ---- sims and Hadamard -------------------------------------------------------- */
