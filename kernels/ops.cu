@@ -413,6 +413,8 @@ int norm(const char *op, const float *x, const float *w, int64_t rows, int64_t n
     if (!x || (mode == 0 && (!w || !y)) || (mode == 1 && !out))
         return null_ptr(err, op, !x ? "x" : mode == 1 ? "output" : !w ? "weight" : "y");
     size_t smem = (size_t)sumsq_scratch_floats(n) * sizeof(float);
+    if (smem > 48 * 1024)   // DSV4_CU_NORM_MAX_N keeps it below the default limit
+        return dsv4_err_set(err, DSV4_E_BUG, "%s: %zu bytes of shared memory for n = %lld", op, smem, (long long)n);
     DSV4_LAUNCH(rmsnorm_k, (unsigned)rows, kThreads, smem, st, x, w, n, eps, y, out, mode);
     return DSV4_CU_LAUNCHED(mode ? "rmsnorm_k (mean_sq)" : "rmsnorm_k", st, err);
 }

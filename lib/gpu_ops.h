@@ -42,7 +42,7 @@ extern "C" {
 /* y[r, :] = bf16(w * (x[r, :] * (1 / sqrtf(mean_sq(x[r, :]) + eps)))) for
  * r < rows: dsv4_rmsnorm per row; w: f32 [n]; x, y: f32 [rows, n]; y may
  * alias x.  1 <= n <= DSV4_CU_NORM_MAX_N. */
-#define DSV4_CU_NORM_MAX_N 196608
+#define DSV4_CU_NORM_MAX_N 163840   /* the sum's scratch stays below 48 KiB of shared memory */
 int dsv4_cu_rmsnorm(const float *x, const float *w, int64_t rows, int64_t n, float eps, float *y,
                     dsv4_stream s, dsv4_err *err);
 /* out[r] = dsv4_mean_sq(x[r, :], n) (f32 [rows]), e.g. for mHC's

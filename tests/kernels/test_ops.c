@@ -100,6 +100,7 @@ TEST(rmsnorm)
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++)
         rmsnorm_case(&r, ns[i] >= 4096 && ktest_emulated() ? 16 : 64, ns[i], (int)(i & 1));
     rmsnorm_case(&r, 8, 140000, 0);
+    rmsnorm_case(&r, 1, DSV4_CU_NORM_MAX_N, 1);
     rmsnorm_case(&r, ktest_emulated() ? 8 : 256, 4096, 1);
 }
 
