@@ -119,7 +119,7 @@ __device__ __forceinline__ float fp8_scale(float amax)
 }
 __device__ __forceinline__ float fp4_scale(float amax)
 {
-    const float fl = 1.763241526422e-37f;    // 0x1.8p-124 = 6 * 2^-126
+    const float fl = 0x1.8p-124f;            // 6 * 2^-126
     return pow2_ceil((amax > fl ? amax : fl) * (1.0f / 6.0f));
 }
 

@@ -360,18 +360,6 @@ static void dec_sel(void *ctx, int64_t m0, int64_t m1, int tid)
 
 /* ---- the sub-layer ------------------------------------------------------- */
 
-static void head_rms_bf16(float *q, int64_t n, float eps)
-{
-    /* the reference does this with bf16 tensor ops (ARCH.md §5.1 step 3) */
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        ss += dsv4_round_bf16(q[i] * q[i]);
-    float mean = dsv4_round_bf16((float)ss / (float)n);
-    float r = dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(mean + eps)));
-    for (int64_t i = 0; i < n; i++)
-        q[i] = dsv4_round_bf16(q[i] * r);
-}
-
 #define TOKEN_BATCH 32   /* tokens whose CSA selections are decoded at once */
 
 int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int64_t M, int64_t pos0,
@@ -414,7 +402,7 @@ int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int
     for (int64_t m = 0; m < M; m++)
         for (int64_t h = 0; h < H; h++) {
             float *qh = q + (m * H + h) * hd;
-            head_rms_bf16(qh, hd, eps);
+            dsv4_head_rms_bf16(qh, hd, eps);
             dsv4_rope(qh + hd - rd, rd, L->freqs, pos0 + m, 0);
         }
 

@@ -324,6 +324,18 @@ void dsv4_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y
         y[i] = dsv4_round_bf16(w[i] * (x[i] * r));
 }
 
+void dsv4_head_rms_bf16(float *q, int64_t n, float eps)
+{
+    /* the reference does this with bf16 tensor ops (ARCH.md §5.1 step 3) */
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        ss += dsv4_round_bf16(q[i] * q[i]);
+    float mean = dsv4_round_bf16((float)ss / (float)n);
+    float r = dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(mean + eps)));
+    for (int64_t i = 0; i < n; i++)
+        q[i] = dsv4_round_bf16(q[i] * r);
+}
+
 /* YaRN correction range as the reference computes it (Python floats). */
 static double corr_dim(double rot, int64_t dim, double base, double len)
 {

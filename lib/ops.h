@@ -80,6 +80,12 @@ float dsv4_mean_sq(const float *x, int64_t n);
  * y may alias x. */
 void dsv4_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *y);
 
+/* Weightless per-head RMS normalisation of q[n] in place, with the
+ * reference's bf16 tensor ops (ARCH.md §5.1 step 3): squares rounded to
+ * bf16, summed in double, mean, + eps, rsqrt and the product each rounded
+ * to bf16. */
+void dsv4_head_rms_bf16(float *q, int64_t n, float eps);
+
 /* RoPE frequency table (ARCH.md §3.8): freqs[rd/2].  yarn: apply the YaRN
  * ramp with the given factor / original length / betas. */
 void dsv4_rope_freqs(float *freqs, int64_t rd, double theta, int yarn, double factor,
