@@ -360,10 +360,12 @@ int check_args(const dsv4_attn_args *a, dsv4_err *err)
         return dsv4_err_set(err, DSV4_E_INVALID, "attn: layout %d is not 0 (bf16) or 1 (compact)", a->compact);
     if (a->M == 0)
         return 0;
-    if (!a->q || !a->o || !a->kvnew || !a->sink || (a->rd && !a->freqs) || (a->pos0 > 0 && !a->ring))
-        return dsv4_err_set(err, DSV4_E_INVALID, "attn: null %s pointer",
-                            !a->q ? "q" : !a->o ? "output" : !a->kvnew ? "new KV" : !a->sink ? "sink"
-                            : !a->ring ? "window ring" : "rope table");
+    const char *null = !a->q ? "q" : !a->o ? "output" : !a->kvnew ? "new KV" : !a->sink ? "sink"
+                     : a->rd && !a->freqs ? "rope table" : a->pos0 > 0 && !a->ring ? "window ring" : NULL;
+    if (null)
+        return dsv4_err_set(err, DSV4_E_INVALID, "attn: null %s pointer", null);
+    if (a->H > 65535 * (int64_t)kHG)
+        return dsv4_err_set(err, DSV4_E_INVALID, "attn: %lld heads are too many", (long long)a->H);
     if (a->ratio == 128 && a->n_ent < (a->pos0 + a->M) / 128)
         return dsv4_err_set(err, DSV4_E_INVALID, "attn: %lld compressed entries, the chunk sees %lld",
                             (long long)a->n_ent, (long long)((a->pos0 + a->M) / 128));

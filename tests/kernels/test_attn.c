@@ -7,7 +7,7 @@
  * Tolerance (lib/gpu_attn.h): outputs are bf16 values; a value may differ
  * from the CPU's by at most 2 bf16 ulps (of max(|ref|, 2^-8 of the row's
  * largest): the inverse RoPE after the rounding can cancel), and at most
- * 0.2 % of the values may differ at all; the log prints the count.  The
+ * 0.2 % of the values (or 2) may differ at all; the log prints the count.  The
  * max error relative to the largest output is printed too (bound 2^-7).
  * Random data for every ratio (0, 4, 128), both layouts, positions near the
  * start (t < W), CSA with nsel < topk and nsel = 0, HCA with thousands of
@@ -82,7 +82,7 @@ static void check_out(const char *what, const float *got, const float *ref, int6
     printf("  %-40s %lld of %lld values differ (%.2g%%), %lld beyond 2 bf16 ulps\n", what, (long long)bad,
            (long long)n, 100.0 * (double)bad / (double)n, (long long)far);
     KT_CLOSE(what, got, ref, n, 1.0 / 128);
-    if (far || bad > n / 500) {
+    if (far || bad > (n / 500 > 2 ? n / 500 : 2)) {
         fprintf(stderr, "%s: %lld values differ, %lld beyond 2 ulps\n", what, (long long)bad, (long long)far);
         test_failed_checks++;
         test_cur_failed = 1;
@@ -318,6 +318,8 @@ TEST(argument_errors)
     BAD(a.ratio = 5);
     BAD(a.compact = 2);
     BAD(a.q = NULL);
+    BAD(a.freqs = NULL);
+    BAD(a.H = 65535 * 8 + 1);
     BAD(a.pos0 = 10);                               /* needs the ring */
     BAD(a.ratio = 128; a.pos0 = 0; a.M = 128);      /* n_ent 0 < 1 */
     BAD(a.ratio = 4);                               /* no sel / nsel / topk */
