@@ -53,11 +53,10 @@ constexpr int kMaxHd = kKD * kThreads;
 constexpr int kGran = 32;        // a split covers a multiple of kGran slots
 constexpr int kMaxSplit = 64;
 constexpr int64_t kTargetBlocks = 264;   // ~2 blocks per SM on H100/H200 (132 SMs)
-constexpr int64_t kMaxGridZ = 65535;
 
 struct attn_p {
     kv_layout L;
-    int64_t M, H, hd, rd, W, pos0, m0;   // m0: first token of this launch
+    int64_t M, H, hd, rd, W, pos0;
     int ratio;
     int64_t eb, n_ent, topk;
     float scale;                         // (float)hd^-0.5, as the CPU computes it
@@ -142,7 +141,7 @@ __device__ void rope_store(float *ob, int rows, int hd, int rd, int64_t t, const
         out[i] = ob[i];
 }
 
-// grid (nsplit, ceil(H / kHG), tokens); dynamic shared memory kHG * hd floats.
+// grid (tokens, ceil(H / kHG), nsplit); dynamic shared memory kHG * hd floats.
 __global__ void __launch_bounds__(kThreads) attn_part(attn_p P)
 {
     DSV4_DYN_SMEM(float, qs);            // [kHG][hd]: q, at the end the outputs
@@ -151,8 +150,8 @@ __global__ void __launch_bounds__(kThreads) attn_part(attn_p P)
     __shared__ float alpha[kHG], mrun[kHG];
     __shared__ double lrun[kHG];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int split = blockIdx.x, hd = (int)P.hd;
-    const int64_t h0 = (int64_t)blockIdx.y * kHG, m = P.m0 + blockIdx.z, t = P.pos0 + m;
+    const int split = blockIdx.z, hd = (int)P.hd;
+    const int64_t h0 = (int64_t)blockIdx.y * kHG, m = blockIdx.x, t = P.pos0 + m;
     const int rows = (int)(P.H - h0 < kHG ? P.H - h0 : kHG);
     const int64_t nsl = P.W + n_comp(P, m, t);
     int64_t per = (nsl + P.nsplit - 1) / P.nsplit;
@@ -285,14 +284,14 @@ __global__ void __launch_bounds__(kThreads) attn_part(attn_p P)
     rope_store(qs, rows, hd, (int)P.rd, t, P.freqs, P.o + (m * P.H + h0) * P.hd);
 }
 
-// grid (H, tokens): merges the nsplit partial sums of one (token, head).
+// grid (tokens, H): merges the nsplit partial sums of one (token, head).
 __global__ void __launch_bounds__(kThreads) attn_combine(attn_p P)
 {
     DSV4_DYN_SMEM(float, ob);            // [hd]
     __shared__ float wsp[kMaxSplit];
     __shared__ float sden;
     const int tid = threadIdx.x, hd = (int)P.hd, ns = P.nsplit;
-    const int64_t h = blockIdx.x, m = P.m0 + blockIdx.y, t = P.pos0 + m;
+    const int64_t h = blockIdx.y, m = blockIdx.x, t = P.pos0 + m;
     const int64_t base = (m * P.H + h) * ns;
     if (tid == 0) {
         float mx = -INFINITY;
@@ -364,8 +363,9 @@ int check_args(const dsv4_attn_args *a, dsv4_err *err)
                      : a->rd && !a->freqs ? "rope table" : a->pos0 > 0 && !a->ring ? "window ring" : NULL;
     if (null)
         return dsv4_err_set(err, DSV4_E_INVALID, "attn: null %s pointer", null);
-    if (a->H > 65535 * (int64_t)kHG)
-        return dsv4_err_set(err, DSV4_E_INVALID, "attn: %lld heads are too many", (long long)a->H);
+    if (a->H > 65535 || a->M > INT32_MAX)   // grid y and x
+        return dsv4_err_set(err, DSV4_E_INVALID, "attn: %lld heads or %lld tokens are too many",
+                            (long long)a->H, (long long)a->M);
     if (a->ratio == 128 && a->n_ent < (a->pos0 + a->M) / 128)
         return dsv4_err_set(err, DSV4_E_INVALID, "attn: %lld compressed entries, the chunk sees %lld",
                             (long long)a->n_ent, (long long)((a->pos0 + a->M) / 128));
@@ -409,7 +409,7 @@ extern "C" int dsv4_cu_attn(const dsv4_attn_args *a, dsv4_stream s, dsv4_err *er
     P.eb = dsv4_cu_attn_entry_bytes(a->compact, a->hd, a->rd);
     P.L.entry_bytes = (int)P.eb;
     P.L.ikey_bytes = 0;
-    P.M = a->M, P.H = a->H, P.hd = a->hd, P.rd = a->rd, P.W = a->W, P.pos0 = a->pos0, P.m0 = 0;
+    P.M = a->M, P.H = a->H, P.hd = a->hd, P.rd = a->rd, P.W = a->W, P.pos0 = a->pos0;
     P.ratio = a->ratio, P.n_ent = a->n_ent, P.topk = a->topk;
     P.scale = (float)pow((double)a->hd, -0.5);
     P.q = a->q, P.ring = a->ring, P.kvnew = a->kvnew, P.ent = a->ent, P.sel = a->sel, P.nsel = a->nsel;
@@ -420,19 +420,11 @@ extern "C" int dsv4_cu_attn(const dsv4_attn_args *a, dsv4_stream s, dsv4_err *er
     P.pm = ns > 1 ? reinterpret_cast<float *>(P.pl + a->M * a->H * ns) : nullptr;
     const size_t smem = (size_t)kHG * (size_t)a->hd * sizeof(float);
     cudaStream_t st = s;
-    for (int64_t m0 = 0; m0 < a->M; m0 += kMaxGridZ) {   // grid z is at most 65535
-        P.m0 = m0;
-        unsigned nz = (unsigned)(a->M - m0 < kMaxGridZ ? a->M - m0 : kMaxGridZ);
-        DSV4_LAUNCH(attn_part, dim3((unsigned)ns, (unsigned)hgroups(a), nz), kThreads, smem, st, P);
-        if ((rc = DSV4_CU_LAUNCHED("attn_part", st, err)))
-            return rc;
-        if (ns > 1) {
-            DSV4_LAUNCH(attn_combine, dim3((unsigned)a->H, nz), kThreads, (size_t)a->hd * sizeof(float), st, P);
-            if ((rc = DSV4_CU_LAUNCHED("attn_combine", st, err)))
-                return rc;
-        }
-    }
-    return 0;
+    DSV4_LAUNCH(attn_part, dim3((unsigned)a->M, (unsigned)hgroups(a), (unsigned)ns), kThreads, smem, st, P);
+    if ((rc = DSV4_CU_LAUNCHED("attn_part", st, err)) || ns == 1)
+        return rc;
+    DSV4_LAUNCH(attn_combine, dim3((unsigned)a->M, (unsigned)a->H), kThreads, (size_t)a->hd * sizeof(float), st, P);
+    return DSV4_CU_LAUNCHED("attn_combine", st, err);
 }
 
 extern "C" int dsv4_cu_win_store(uint8_t *ring, const uint8_t *kvnew, int64_t entry_bytes, int64_t W, int64_t pos0,

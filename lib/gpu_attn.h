@@ -33,7 +33,7 @@
  *
  * All pointers are device pointers; the call borrows them until the stream
  * has run the launches.  Shapes and limits: hd even, <= 1024; rd even,
- * <= hd; W >= 1; H >= 1; M >= 0 (0 does nothing). */
+ * <= hd; W >= 1; 1 <= H <= 65535; M >= 0 (0 does nothing). */
 #ifndef DSV4_GPU_ATTN_H
 #define DSV4_GPU_ATTN_H
 

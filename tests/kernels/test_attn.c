@@ -319,7 +319,7 @@ TEST(argument_errors)
     BAD(a.compact = 2);
     BAD(a.q = NULL);
     BAD(a.freqs = NULL);
-    BAD(a.H = 65535 * 8 + 1);
+    BAD(a.H = 65536);
     BAD(a.pos0 = 10);                               /* needs the ring */
     BAD(a.ratio = 128; a.pos0 = 0; a.M = 128);      /* n_ent 0 < 1 */
     BAD(a.ratio = 4);                               /* no sel / nsel / topk */
