@@ -19,6 +19,8 @@
 #if DSV4_HAVE_CUDA
 
 #include <math.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "codec.h"
 #include "engine_impl.h"
@@ -332,7 +334,74 @@ TEST(argument_errors)
     dsv4_cu_free(d);
 }
 
+/* DSV4_ATTN_PERF=1 on a real device: times Flash-shaped decode and prefill
+ * (the data are not checked here; the cases above check them). */
+static void perf_one(const char *what, int ratio, int64_t M, int64_t pos0)
+{
+    const int64_t H = 64, hd = 512, rd = 64, W = 128, topk = 512, eb = dsv4_cu_attn_entry_bytes(1, hd, rd);
+    int64_t n_ent = ratio ? (pos0 + M) / ratio : 0;
+    kt_rng r = kt_seed(9);
+    uint8_t *ent = kt_malloc((size_t)((n_ent + W + M) * eb));
+    float *q = kt_malloc((size_t)(M * H * hd) * sizeof *q), *sink = kt_malloc((size_t)H * sizeof *sink);
+    int32_t *sel = kt_malloc((size_t)(M * topk) * sizeof *sel), *nsel = kt_malloc((size_t)M * sizeof *nsel);
+    float freqs[32];
+    dsv4_kvstate s;
+    struct acase c = { "", H, hd, rd, W, topk, ratio, 1, pos0, M, 0, 1 };
+    fake_state(&s, &c);
+    random_entries(&r, &s, ent, n_ent + W + M);
+    kt_fill_norm(&r, q, M * H * hd, 1.0f);
+    kt_fill_norm(&r, sink, H, 1.0f);
+    dsv4_rope_freqs(freqs, rd, 160000.0, 1, 16.0, 65536.0, 32.0, 1.0);
+    for (int64_t m = 0; m < M; m++) {
+        int64_t nv = (pos0 + m + 1) / 4;
+        nsel[m] = (int32_t)(nv < topk ? nv : topk);
+        for (int64_t j = 0; j < topk; j++)
+            sel[m * topk + j] = (int32_t)(nv ? (int64_t)(kt_u32(&r) % (uint32_t)nv) : 0);
+    }
+    dsv4_attn_args a = { 0 };
+    a.M = M, a.H = H, a.hd = hd, a.rd = rd, a.W = W, a.pos0 = pos0, a.ratio = ratio, a.compact = 1;
+    uint8_t *dent = kt_dev(ent, (size_t)((n_ent + W + M) * eb));
+    a.ent = dent, a.ring = dent + n_ent * eb, a.kvnew = dent + (n_ent + W) * eb, a.n_ent = n_ent;
+    a.q = kt_dev(q, (size_t)(M * H * hd) * sizeof *q);
+    a.sel = kt_dev(sel, (size_t)(M * topk) * sizeof *sel);
+    a.nsel = kt_dev(nsel, (size_t)M * sizeof *nsel);
+    a.topk = topk;
+    a.sink = kt_dev(sink, (size_t)H * sizeof *sink);
+    a.freqs = kt_dev(freqs, sizeof freqs);
+    a.o = kt_dev(NULL, (size_t)(M * H * hd) * sizeof(float));
+    a.ws_bytes = dsv4_cu_attn_ws_bytes(&a);
+    a.ws = a.ws_bytes ? kt_dev(NULL, a.ws_bytes) : NULL;
+    dsv4_err err = DSV4_ERR_INIT;
+    KT_OK(dsv4_cu_attn(&a, NULL, &err), &err);
+    KT_OK(dsv4_cu_sync(NULL, &err), &err);
+    int reps = M == 1 ? 200 : 10;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < reps; i++)
+        KT_OK(dsv4_cu_attn(&a, NULL, &err), &err);
+    KT_OK(dsv4_cu_sync(NULL, &err), &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / reps;
+    printf("  perf %-28s M %-5lld %9.1f us/call  %8.2f us/token\n", what, (long long)M, us, us / (double)M);
+    dsv4_cu_free(dent), dsv4_cu_free((void *)a.q), dsv4_cu_free((void *)a.sel), dsv4_cu_free((void *)a.nsel);
+    dsv4_cu_free((void *)a.sink), dsv4_cu_free((void *)a.freqs), dsv4_cu_free(a.o), dsv4_cu_free(a.ws);
+    free(ent), free(q), free(sink), free(sel), free(nsel);
+}
+
+TEST(perf)
+{
+    if (ktest_emulated() || !getenv("DSV4_ATTN_PERF")) {
+        printf("  (set DSV4_ATTN_PERF=1 on a GPU to time Flash shapes)\n");
+        return;
+    }
+    perf_one("flash CSA decode", 4, 1, 100000);
+    perf_one("flash HCA decode 1M ctx", 128, 1, 1 << 20);
+    perf_one("flash SWA decode", 0, 1, 100000);
+    perf_one("flash CSA prefill", 4, 4096, 0);
+    perf_one("flash HCA prefill", 128, 4096, 0);
+}
+
 #endif
 
 KTEST_MAIN(T(tiny_window_only), T(tiny_csa), T(tiny_hca), T(flash), T(awkward_shapes), T(win_store),
-           T(argument_errors))
+           T(argument_errors), T(perf))
