@@ -259,28 +259,12 @@ void dsv4_index_rows(const dsv4_kvstate *s, const uint8_t *ikey, int64_t n_ent, 
 
 /* ---- sparse attention with sink (§5.5, §5.6) ----------------------------- */
 
-struct att_job {
-    const dsv4_engine *e;
-    const dsv4_layer_w *L;
-    const float *q;          /* [M, H*hd] */
-    const float *win;        /* window vectors [(pos0 + M) - wbase][hd] */
-    int64_t wbase, pos0;
-    const float *cent;       /* compressed vectors: HCA [n][hd] shared; CSA [M][topk][hd] */
-    const int32_t *sel;      /* CSA selections or NULL */
-    const int64_t *nsel;
-    int64_t topk;
-    int ratio;
-    float *o;                /* [M, H*hd] */
-    int64_t maxslots;
-    float *ssc;              /* [threads, maxslots] */
-    const float **svp;       /* [threads, maxslots] */
-};
-
-static void att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
+/* struct dsv4_att_job and dsv4_att_tasks are in engine_impl.h (the GPU
+ * attention test calls them as its reference). */
+void dsv4_att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
 {
-    const struct att_job *J = ctx;
-    const dsv4_config *c = &J->e->c;
-    int64_t H = c->n_heads, hd = c->head_dim, W = c->window, rd = c->rope_dim;
+    const struct dsv4_att_job *J = ctx;
+    int64_t H = J->H, hd = J->hd, W = J->W, rd = J->rd;
     float scale = (float)pow((double)hd, -0.5);
     double acc[4096];
     float *sv = J->ssc + (size_t)tid * (size_t)J->maxslots;
@@ -317,7 +301,7 @@ static void att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
             l += sv[i];
         }
         memset(acc, 0, (size_t)hd * sizeof *acc);
-        float den = (float)l + expf(J->L->sink[h] - mx);
+        float den = (float)l + expf(J->sink[h] - mx);
         for (int64_t i = 0; i < nslots; i++) {
             if (!vp[i])
                 continue;
@@ -328,7 +312,7 @@ static void att_tasks(void *ctx, int64_t i0, int64_t i1, int tid)
         float *o = J->o + (m * H + h) * hd;
         for (int64_t d = 0; d < hd; d++)
             o[d] = dsv4_round_bf16((float)acc[d]);
-        dsv4_rope(o + hd - rd, rd, J->L->freqs, t, 1);
+        dsv4_rope(o + hd - rd, rd, J->freqs, t, 1);
     }
 }
 
@@ -483,10 +467,10 @@ int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int
             struct dec_job DJ = { s, S, sel + b0 * topk, nsel + b0, topk, hd, cent };
             dsv4_pool_for(e->pool, nb, 1, dec_sel, &DJ);
         }
-        struct att_job AJ = { e, L, q + b0 * H * hd, win, wbase, pos0 + b0, cent,
-                              ratio == 4 ? sel + b0 * topk : NULL, ratio == 4 ? nsel + b0 : NULL, topk, ratio,
-                              o + b0 * H * hd, maxslots, ssc, svp };
-        dsv4_pool_for(e->pool, nb * H, 1, att_tasks, &AJ);
+        struct dsv4_att_job AJ = { H, hd, W, rd, L->sink, L->freqs, q + b0 * H * hd, win, wbase, pos0 + b0,
+                                   cent, ratio == 4 ? nsel + b0 : NULL, topk, ratio, o + b0 * H * hd,
+                                   maxslots, ssc, svp };
+        dsv4_pool_for(e->pool, nb * H, 1, dsv4_att_tasks, &AJ);
     }
 
     /* window ring keeps the last W positions */

@@ -50,6 +50,30 @@ struct dsv4_engine {
 
 /* Attention sub-layer of layer l for xn[M, D] at positions pos0.. (also
  * updates the layer's window, compressor and indexer state); out[M, D]. */
+/* Sparse attention with the sink (ARCH.md §5.5, §5.6) for tasks [i0, i1) of
+ * a batch of tokens, task = token * H + head (a dsv4_pool_for body; tid
+ * picks the scratch rows).  Window vectors are win[p - wbase] for positions
+ * p >= wbase; compressed vectors cent are HCA's [n][hd] (all visible ones)
+ * or CSA's [token][topk][hd] (each token's nsel selections, decoded).  Also
+ * the reference of the GPU kernel (tests/kernels/test_attn.c). */
+struct dsv4_att_job {
+    int64_t H, hd, W, rd;
+    const float *sink;       /* [H] */
+    const float *freqs;      /* rope table [rd/2] */
+    const float *q;          /* [M, H*hd] */
+    const float *win;        /* window vectors [(pos0 + M) - wbase][hd] */
+    int64_t wbase, pos0;
+    const float *cent;       /* compressed vectors: HCA [n][hd] shared; CSA [M][topk][hd] */
+    const int64_t *nsel;     /* CSA: selections per token */
+    int64_t topk;
+    int ratio;
+    float *o;                /* [M, H*hd] */
+    int64_t maxslots;        /* >= W + the most compressed slots of a token */
+    float *ssc;              /* [threads, maxslots] */
+    const float **svp;       /* [threads, maxslots] */
+};
+void dsv4_att_tasks(void *ctx, int64_t i0, int64_t i1, int tid);
+
 int dsv4_attn_chunk(dsv4_engine *e, int l, dsv4_kvstate *s, const float *xn, int64_t M, int64_t pos0,
                     float *out, dsv4_err *err);
 /* One compressor of a layer (ARCH.md §5.3): the main one (d = head_dim,
