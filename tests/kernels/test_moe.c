@@ -340,7 +340,9 @@ static void route_case(int hash, int64_t E, int64_t M, uint64_t seed)
     float *lg = kt_malloc((size_t)(M * E) * 4), *sc = kt_malloc((size_t)(M * E) * 4);
     for (int64_t i = 0; i < M * E; i++)
         lg[i] = kt_norm(&g, 3.0f);
-    lg[0] = lg[1] = 2.5f;                          /* a tie */
+    lg[0] = lg[1] = 2.5f;
+    if (M > 1)   /* a tie of score + bias (equal biases there): the lower id first */
+        lg[E + E - 1] = lg[E + E - 2] = 15.0f;
     if (M > 2) {
         lg[E + 3] = 25.0f;                          /* above softplus' threshold */
         lg[2 * E + 0] = NAN;                        /* the first index NaN: picked first */
@@ -497,6 +499,102 @@ TEST(experts_random_layers)
         random_case(4096, 256, 2048, 1, DSV4_WT_FP4, DSV4_WT_FP8, 0, 16);
 }
 
+/* A NaN input value (e4m3 code 0x7f) makes its token's outputs NaN, as on
+ * the CPU; the other tokens are unaffected. */
+TEST(nan_input_propagates)
+{
+    kt_rng g = kt_seed(50);
+    int64_t D = 256, E = 8, K = 6, I = 128, M = 3;
+    struct rl r;
+    rl_make(&r, &g, D, E, K, I, DSV4_WT_FP4, DSV4_WT_FP8, 0, 0, 4);
+    struct dl d;
+    dl_make(&d, &r.e.c, &r.L);
+    float *x = rand_x(&g, M * D, 1.0f), *ref = kt_malloc((size_t)(M * D) * 4), *got = kt_malloc((size_t)(M * D) * 4);
+    float *lg = kt_malloc((size_t)(M * E) * 4), *w = kt_malloc((size_t)(M * K) * 4), *qs = kt_malloc((size_t)(M * 2) * 4);
+    int32_t *sel = kt_malloc((size_t)(M * K) * 4);
+    uint8_t *q = kt_malloc((size_t)(M * D));
+    uint32_t tok[3] = { 0, 1, 2 };
+    dsv4_err err = DSV4_ERR_INIT;
+    CHECK_EQ_INT(dsv4_linear(NULL, &r.L.gate, x, M, lg, 0, &err), 0);
+    CHECK_EQ_INT(dsv4_moe_route(&r.e, 0, lg, tok, M, sel, w, &err), 0);
+    x[D + 200] = NAN;
+    CHECK_EQ_INT(dsv4_moe_experts(&r.e, 0, x, sel, w, M, ref, &err), 0);
+    for (int64_t m = 0; m < M; m++)
+        dsv4_act_quant_row(x + m * D, D, 128, q + m * D, qs + m * 2);
+    CHECK(q[D + 200] == 0x7f);
+    uint8_t *dq = dl_up(&d, q, (size_t)(M * D));
+    float *dqs = dl_up(&d, qs, (size_t)(M * 2) * 4), *dw = dl_up(&d, w, (size_t)(M * K) * 4);
+    float *dout = dl_up(&d, NULL, (size_t)(M * D) * 4);
+    int32_t *dsel = dl_up(&d, sel, (size_t)(M * K) * 4);
+    size_t wsb = dsv4_cu_moe_experts_workspace(&d.L, M);
+    void *ws = dl_up(&d, NULL, wsb);
+    KT_OK(dsv4_cu_moe_experts(&d.L, dq, dqs, dsel, dw, M, dout, ws, wsb, NULL, &err), &err);
+    if (!kt_get(got, dout, (size_t)(M * D) * 4)) {
+        int64_t nans = 0;
+        for (int64_t i = D; i < 2 * D; i++)
+            nans += isnan(got[i]) != 0;
+        CHECK_EQ_INT(nans, D);
+        cmp_out("token 0", got, ref, D);
+        cmp_out("token 2", got + 2 * D, ref + 2 * D, D);
+    }
+    free(x);
+    free(ref);
+    free(got);
+    free(lg);
+    free(w);
+    free(qs);
+    free(sel);
+    free(q);
+    dl_free(&d);
+    rl_free(&r);
+}
+
+/* The combination's order matters under cancellation: expert outputs
+ * y = (2^24 c, c, c, -2^24 c) for experts 0..3 (FP8 weights all 1.0 codes,
+ * w2 scales 2^24 apart, expert 3 negated), hash row (1, 2, 0, 3), equal
+ * routing weights (zero gate).  Summed in id order or in selection order
+ * the roundings differ (the mutation test of the combine order fails). */
+TEST(combine_order_under_cancellation)
+{
+    kt_rng g = kt_seed(40);
+    int64_t D = 128, I = 128, E = 4, K = 4, M = 2;
+    struct rl r;
+    rl_make(&r, &g, D, E, K, I, DSV4_WT_FP8, 0, 1, 0, 1);
+    r.e.c.n_experts_per_tok = K;
+    memset((void *)r.L.gate.w, 0, (size_t)(E * D * 2));
+    int64_t *t = (int64_t *)r.L.tid2eid, ids[4] = { 1, 2, 0, 3 };
+    memcpy(t, ids, sizeof ids);
+    for (int x = 0; x < E; x++) {
+        dsv4_wt *w[3] = { &r.L.w1[x], &r.L.w3[x], &r.L.w2[x] };
+        for (int j = 0; j < 3; j++) {
+            memset((void *)w[j]->w, j == 2 && x == 3 ? 0xb8 : 0x38, wbytes(w[j]));
+            memset((void *)w[j]->s, j < 2 ? 120 : x == 0 || x == 3 ? 124 : 100, sbytes(w[j]));
+        }
+    }
+    struct dl d;
+    dl_make(&d, &r.e.c, &r.L);
+    float *x = kt_malloc((size_t)(M * D) * 4), *ref = kt_malloc((size_t)(M * D) * 4), *got = kt_malloc((size_t)(M * D) * 4);
+    for (int64_t i = 0; i < M * D; i++)
+        x[i] = 1.0f;
+    uint32_t tok[2] = { 0, 0 };
+    dsv4_err err = DSV4_ERR_INIT;
+    CHECK_EQ_INT(dsv4_moe_chunk(&r.e, 0, x, tok, M, ref, &err), 0);
+    float *dx = dl_up(&d, x, (size_t)(M * D) * 4), *dout = dl_up(&d, NULL, (size_t)(M * D) * 4);
+    uint32_t *dtok = dl_up(&d, tok, sizeof tok);
+    size_t wsb = dsv4_cu_moe_chunk_workspace(&d.L, M);
+    void *ws = dl_up(&d, NULL, wsb);
+    KT_OK(dsv4_cu_moe_chunk(&d.L, dx, NULL, NULL, dtok, M, dout, NULL, ws, wsb, NULL, &err), &err);
+    if (!kt_get(got, dout, (size_t)(M * D) * 4)) {
+        printf("  cpu out[0] %g, gpu out[0] %g\n", ref[0], got[0]);
+        CHECK_EQ_INT(kt_mismatch(got, ref, M * D), 0);
+    }
+    free(x);
+    free(ref);
+    free(got);
+    dl_free(&d);
+    rl_free(&r);
+}
+
 /* ---- the tiny-v4 fixture's real MoE weights ------------------------------------------ */
 
 static const dsv4_tensor *st_find(void *ctx, const char *name) { return dsv4_st_find(ctx, name); }
@@ -625,7 +723,7 @@ TEST(bad_arguments)
 }
 
 KTEST_MAIN(T(quant_matches_cpu), T(gate_matches_cpu), T(route_matches_cpu), T(experts_random_layers),
-           T(chunk_matches_cpu_on_fixture), T(bad_arguments))
+           T(nan_input_propagates), T(combine_order_under_cancellation), T(chunk_matches_cpu_on_fixture), T(bad_arguments))
 
 #else
 KTEST_MAIN()
