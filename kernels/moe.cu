@@ -17,20 +17,29 @@
 // Exactness: a product of an e4m3 and an e2m1 code is a multiple of 2^-10,
 // of two e4m3 codes a multiple of 2^-18; the codes are turned into integers
 // (x 2^9 for e4m3, x 2 for e2m1) and each 32-column group summed exactly in
-// int32 (FP4: |sum| < 2^27) or int64 (FP8), which is what the CPU's double
-// dot of the group gives.  Group terms are scaled as the CPU scales them and
-// summed in double (see gpu_moe.h on when order could matter).
+// int32 (FP4: |sum| < 2^27) or int64 (FP8 blocks of 128), which is what
+// the CPU's double dot of the group gives.  Group terms are scaled as the
+// CPU scales them and summed in double in the CPU's order (one thread per
+// output), so the GEMMs are bit-identical to dsv4_linear_q.
 //
 // Bounds: decode (M = 1) reads each selected expert's w1, w3 and w2 once
-// (6 x 3 x I x D / 2 bytes for Flash FP4, plus the FP8 shared expert): it is
-// memory-bound; the GEMM blocks load 16 or 32 weight bytes per lane per
-// group, coalesced across the warp.  Prefill reuses each weight row for the
-// TM rows of a tile from shared memory; with CUDA-core integer dots it is
-// compute-bound far below the tensor cores.  Faster: FP8 mma.sync with the
-// FP4 codes converted to e4m3 (exact) and f32 accumulation per 32-column
-// group (exact while |sum| < 2^24 x granularity, else needs a split), larger
-// tiles, cp.async staging; a parallel plan (the single-thread tile loop is
-// O(M K / TM + E)); fusing the h quantisation into the up kernel.
+// (6 x 3 x I x D / 2 bytes for Flash FP4, ~38 MB, plus 25 MB of the FP8
+// shared expert): memory-bound.  Each thread streams its own weight row 4
+// bytes at a time (the warp's 32 rows meet in L1, 128-byte lines), and only
+// (I or D) / 256 x (experts + 1) blocks run: far from the bandwidth bound.
+// Prefill reuses each weight row for the TM rows of a tile held in shared
+// memory; with CUDA-core integer dots it is compute-bound far below the
+// tensor cores.  What would make it faster, in order: stage weight tiles
+// through shared memory with coalesced 16-byte (cp.async) loads and several
+// stages, fewer columns per block for decode (more blocks in flight); split
+// k over warps (gives up the CPU's summation order: equal unless a row's
+// double sum is inexact, i.e. its scale exponents span more than ~19
+// binades); FP8 mma.sync for prefill (FP4 codes are exact in e4m3; the f32
+// accumulation of a 32-group is exact while |sum| < 2^24 units, so needs a
+// hi/lo split of the activation codes); a parallel plan (the single-thread
+// tile loop is O(M K / TM + E)); fusing the h quantisation into the up
+// kernel; the router with a split over D for decode (one thread runs a
+// D/4-long dependent chain of double adds to keep the CPU's order).
 #include "gpu_moe.h"
 #include "common.cuh"
 

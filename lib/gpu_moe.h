@@ -16,12 +16,10 @@
  *  - gate: bit-identical to dsv4_linear (the same double partial sums in
  *    the same order: one thread per output).
  *  - quant: bit-identical to dsv4_act_quant_row (block 128).
- *  - GEMMs: the products of codes are summed exactly in integers per
- *    32-column group, scaled and accumulated in double as the CPU does; the
- *    CPU's and our double sums are both exact (hence equal) unless a row's
- *    block terms span more than ~2^10 in magnitude ratio beyond the 53-bit
- *    budget, which changes a bf16 output only when the sum lies within
- *    ~2^-40 of a rounding boundary: bit-identical in practice.
+ *  - GEMMs (w1, w3, w2 of routed and shared experts): bit-identical to
+ *    dsv4_linear_q: each output is one thread doing the CPU's arithmetic in
+ *    the CPU's order (exact integer dot per scale group, times the f32
+ *    product of the two scales, summed in double group after group).
  *  - expf/log1pf/sqrtf: the emulator uses glibc's, as the CPU, so emulated
  *    results are bit-identical; a real GPU's expf and log1pf differ from
  *    glibc by up to 2 ulp, so scores and routing weights may differ in the
