@@ -27,23 +27,18 @@ static int emu(void) { return ktest_emulated(); }
 
 /* ---- device copies of a CPU layer ---------------------------------------- */
 
+/* Byte sizes of a view's codes and scales (gpu.h's dequant sizes for FP8/FP4). */
 static size_t wbytes(const dsv4_wt *w)
 {
-    switch (w->kind) {
-    case DSV4_WT_FP8: return (size_t)(w->n * w->k);
-    case DSV4_WT_FP4: return (size_t)(w->n * ((w->k + 1) / 2));
-    case DSV4_WT_BF16: return (size_t)(w->n * w->k * 2);
-    case DSV4_WT_F32: return (size_t)(w->n * w->k * 4);
-    default: return 0;
-    }
+    if (w->kind == DSV4_WT_BF16 || w->kind == DSV4_WT_F32)
+        return (size_t)(w->n * w->k * (w->kind == DSV4_WT_BF16 ? 2 : 4));
+    return (size_t)dsv4_dequant_wbytes(w->kind == DSV4_WT_FP8 ? DSV4_DQ_FP8 : DSV4_DQ_FP4, w->n, w->k);
 }
 static size_t sbytes(const dsv4_wt *w)
 {
-    switch (w->kind) {
-    case DSV4_WT_FP8: return (size_t)(((w->n + 127) / 128) * ((w->k + 127) / 128));
-    case DSV4_WT_FP4: return (size_t)(w->n * ((w->k + 31) / 32));
-    default: return 0;
-    }
+    if (w->kind != DSV4_WT_FP8 && w->kind != DSV4_WT_FP4)
+        return 0;
+    return (size_t)dsv4_dequant_sbytes(w->kind == DSV4_WT_FP8 ? DSV4_DQ_FP8 : DSV4_DQ_FP4, w->n, w->k);
 }
 
 struct dl {
