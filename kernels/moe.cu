@@ -26,7 +26,8 @@
 // (6 x 3 x I x D / 2 bytes for Flash FP4, ~38 MB, plus 25 MB of the FP8
 // shared expert): memory-bound.  Each thread streams its own weight row 4
 // bytes at a time (the warp's 32 rows meet in L1, 128-byte lines), and only
-// (I or D) / 256 x (experts + 1) blocks run: far from the bandwidth bound.
+// (I or D) / GT x (experts + 1) blocks run: likely far from the bandwidth
+// bound (not yet measured on a device).
 // Prefill reuses each weight row for the TM rows of a tile held in shared
 // memory; with CUDA-core integer dots it is compute-bound far below the
 // tensor cores.  What would make it faster, in order: stage weight tiles
@@ -49,7 +50,10 @@ namespace {
 using namespace dsv4k;
 
 constexpr int TM = 8;        // grouped rows per tile
-constexpr int GT = 256;      // GEMM block threads = output columns per block
+// GEMM block threads = output columns per block: 128 gives decode (one tile
+// per selected expert) (I or D) / 128 blocks per expert and two blocks per
+// SM by registers (~170 per thread); not tuned on a device yet.
+constexpr int GT = 128;
 constexpr int PT = 256;      // plan block threads
 
 __device__ __forceinline__ float qnan() { return __uint_as_float(0x7fc00000u); }
