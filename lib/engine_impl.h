@@ -105,5 +105,14 @@ void dsv4_index_rows(const dsv4_kvstate *s, const uint8_t *ikey, int64_t n_ent, 
 /* MoE sub-layer of layer l for xn[M, D] with the tokens' ids; out[M, D]. */
 int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *tokens, int64_t M, float *out,
                    dsv4_err *err);
+/* Its two steps after the router's f32 GEMM sc[M, E] = xn gate^T
+ * (dsv4_linear, no rounding): routing turns sc into scores in place and picks
+ * sel[M, K] with weights wsel[M, K] (ARCH.md §6 steps 2-4); the experts step
+ * computes out[M, D] from xn and that routing (steps 5-6).  Exposed for the
+ * GPU kernels' tests (tests/kernels/test_moe.c). */
+int dsv4_moe_route(const dsv4_engine *e, int l, float *sc, const uint32_t *tokens, int64_t M, int32_t *sel,
+                   float *wsel, dsv4_err *err);
+int dsv4_moe_experts(dsv4_engine *e, int l, const float *xn, const int32_t *sel, const float *wsel, int64_t M,
+                     float *out, dsv4_err *err);
 
 #endif

@@ -40,35 +40,13 @@ static int expert(dsv4_engine *e, const dsv4_wt *w1, const dsv4_wt *w2, const ds
     return dsv4_linear_q(e->pool, w2, g, cnt, y, err);
 }
 
-int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *tokens, int64_t M, float *out,
-                   dsv4_err *err)
+int dsv4_moe_route(const dsv4_engine *e, int l, float *sc, const uint32_t *tokens, int64_t M, int32_t *sel,
+                   float *wsel, dsv4_err *err)
 {
     const dsv4_config *c = &e->c;
     const dsv4_layer_w *L = &e->layers[l];
-    int64_t D = c->dim, E = c->n_routed_experts, K = c->n_experts_per_tok, I = c->moe_inter_dim;
-    int rc = 0;
-    float *logit = malloc((size_t)(M * E) * sizeof *logit);
-    int32_t *sel = malloc((size_t)(M * K) * sizeof *sel);
-    float *wsel = malloc((size_t)(M * K) * sizeof *wsel);
-    float *acc = calloc((size_t)(M * D), sizeof *acc);
-    /* an expert can appear twice in one token's selection (a hash table
-     * row with a repeated id): size the gathers for M*K rows */
-    int64_t R = M * K > M ? M * K : M;
-    float *xg = malloc((size_t)(R * D) * sizeof *xg);
-    float *yg = malloc((size_t)(R * D) * sizeof *yg);
-    float *gb = malloc((size_t)(2 * R * I) * sizeof *gb);
-    int64_t *rows = malloc((size_t)R * sizeof *rows);
-    float *rw = malloc((size_t)R * sizeof *rw);
-    if (!logit || !sel || !wsel || !acc || !xg || !yg || !gb || !rows || !rw) {
-        rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory in the MoE of layer %d", l);
-        goto out;
-    }
-
-    /* routing */
-    if ((rc = dsv4_linear(e->pool, &L->gate, xn, M, logit, 0, err)))
-        goto out;
-    for (int64_t m = 0; m < M; m++) {
-        float *sc = logit + m * E;
+    int64_t E = c->n_routed_experts, K = c->n_experts_per_tok;
+    for (int64_t m = 0; m < M; m++, sc += E) {
         for (int64_t i = 0; i < E; i++)
             sc[i] = sqrtf(softplus(sc[i]));
         int32_t *S = sel + m * K;
@@ -77,12 +55,10 @@ int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *token
             for (int64_t k = 0; k < K; k++) {
                 int64_t id;
                 memcpy(&id, row + 8 * k, 8);
-                if (id < 0 || id >= E) {
-                    rc = dsv4_err_set(err, DSV4_E_FORMAT,
-                                      "layers.%d.ffn.gate.tid2eid: expert id %lld for token %u is out of range",
-                                      l, (long long)id, tokens[m]);
-                    goto out;
-                }
+                if (id < 0 || id >= E)
+                    return dsv4_err_set(err, DSV4_E_FORMAT,
+                                        "layers.%d.ffn.gate.tid2eid: expert id %lld for token %u is out of range",
+                                        l, (long long)id, tokens[m]);
                 S[k] = (int32_t)id;
             }
         } else {
@@ -107,6 +83,29 @@ int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *token
             sum += sc[S[k]];
         for (int64_t k = 0; k < K; k++)
             wsel[m * K + k] = sc[S[k]] / sum * (float)c->route_scale;
+    }
+    return 0;
+}
+
+int dsv4_moe_experts(dsv4_engine *e, int l, const float *xn, const int32_t *sel, const float *wsel, int64_t M,
+                     float *out, dsv4_err *err)
+{
+    const dsv4_config *c = &e->c;
+    const dsv4_layer_w *L = &e->layers[l];
+    int64_t D = c->dim, E = c->n_routed_experts, K = c->n_experts_per_tok, I = c->moe_inter_dim;
+    int rc = 0;
+    float *acc = calloc((size_t)(M * D), sizeof *acc);
+    /* an expert can appear twice in one token's selection (a hash table
+     * row with a repeated id): size the gathers for M*K rows */
+    int64_t R = M * K > M ? M * K : M;
+    float *xg = malloc((size_t)(R * D) * sizeof *xg);
+    float *yg = malloc((size_t)(R * D) * sizeof *yg);
+    float *gb = malloc((size_t)(2 * R * I) * sizeof *gb);
+    int64_t *rows = malloc((size_t)R * sizeof *rows);
+    float *rw = malloc((size_t)R * sizeof *rw);
+    if (!acc || !xg || !yg || !gb || !rows || !rw) {
+        rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory in the MoE of layer %d", l);
+        goto out;
     }
 
     /* routed experts in increasing id order, each on the rows that chose it */
@@ -138,14 +137,31 @@ int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *token
     for (int64_t i = 0; i < M * D; i++)
         out[i] = dsv4_round_bf16(acc[i]);
 out:
-    free(logit);
-    free(sel);
-    free(wsel);
     free(acc);
     free(xg);
     free(yg);
     free(gb);
     free(rows);
     free(rw);
+    return rc;
+}
+
+int dsv4_moe_chunk(dsv4_engine *e, int l, const float *xn, const uint32_t *tokens, int64_t M, float *out,
+                   dsv4_err *err)
+{
+    const dsv4_config *c = &e->c;
+    int64_t E = c->n_routed_experts, K = c->n_experts_per_tok;
+    int rc = 0;
+    float *logit = malloc((size_t)(M * E) * sizeof *logit);
+    int32_t *sel = malloc((size_t)(M * K) * sizeof *sel);
+    float *wsel = malloc((size_t)(M * K) * sizeof *wsel);
+    if (!logit || !sel || !wsel)
+        rc = dsv4_err_set(err, DSV4_E_NOMEM, "out of memory in the MoE of layer %d", l);
+    else if (!(rc = dsv4_linear(e->pool, &e->layers[l].gate, xn, M, logit, 0, err)) &&
+             !(rc = dsv4_moe_route(e, l, logit, tokens, M, sel, wsel, err)))
+        rc = dsv4_moe_experts(e, l, xn, sel, wsel, M, out, err);
+    free(logit);
+    free(sel);
+    free(wsel);
     return rc;
 }
