@@ -243,20 +243,6 @@ __device__ Pos first_reaching(const Row &R, Pos e, int hi, double thr, bool stri
     return j == kNone ? Pos{ b, lim } : Pos{ b, j + 1 };
 }
 
-// Lanes of the warp holding the same value (all 32 lanes call).
-__device__ __forceinline__ unsigned match_any(int v)
-{
-#ifdef DSV4_CU_EMU
-    unsigned m = 0;
-    for (int s = 0; s < 32; s++)
-        if (__shfl_sync(0xffffffffu, v, s) == v)
-            m |= 1u << s;
-    return m;
-#else
-    return __match_any_sync(0xffffffffu, v);
-#endif
-}
-
 // The bucket path (sample_buckets); returns the token or -1 (internal error).
 __device__ int64_t sample_buckets(Row &R, double m, double t, bool ninf, double top_p, double min_p, double u,
                                   Shared &S)
@@ -289,7 +275,7 @@ __device__ int64_t sample_buckets(Row &R, double m, double t, bool ninf, double 
             int64_t i = base + lane;
             double w = i < R.V ? R.w[i] : 0.0;
             int b = w > 0 ? bucket_of(w) : -1;
-            unsigned same = match_any(b);
+            unsigned same = __match_any_sync(0xffffffffu, b);
             if (b >= 0 && (same & ((1u << lane) - 1u)) == 0) {
                 double acc = R.mass[b];
                 for (unsigned s = same; s; s &= s - 1)
