@@ -5,9 +5,10 @@
 // the CPU's order (see the comment at the top of sample.c):
 //   scan     NaN (lowest id), max, argmax (lowest id), any +inf: block
 //            reductions, exact;
-//   top-k    (0 < k < vocab) all tokens sorted by (logit desc, id asc) with
-//            a block bitonic sort of 64-bit keys, the first k weighted and
-//            summed in that order by one thread, then the cuts;
+//   top-k    (0 < k < vocab) the candidates for the k best (a histogram of
+//            the keys' top 16 bits picks them) sorted by (logit desc, id
+//            asc) with a block bitonic sort of 64-bit keys, the first k
+//            weighted and summed in that order by one thread, then the cuts;
 //   buckets  (otherwise) the weights bucketed by their top 16 bits; each
 //            bucket's mass summed in id order (warp 0 walks the vocab 32
 //            tokens at a time, one lane per distinct bucket adding its
@@ -50,7 +51,8 @@ struct Shared {           // the block's small shared state
     int gb;               // bucket held sorted in keys/cum, or -1
     int64_t gn;           // its token count
     int n;                // gather counter
-    int fb;               // first_reaching's bucket
+    int fb;               // first_reaching's bucket, walk_bins' bin
+    int64_t above;        // walk_bins' count above it
     int lo;               // lowest non-empty bucket
     int bug;
 };
@@ -65,6 +67,7 @@ struct Row {
     int *cnt;             // [kNB] tokens per bucket
     double *above;        // [kNB] sum of the buckets above b
     double *mass;         // [kNB] (shared memory) weight sum per bucket, id order
+    int *hist;            // [512] top-k: keys per bin of their top 8, then next 8 bits
 };
 
 __device__ __forceinline__ int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -325,12 +328,70 @@ __device__ int64_t sample_buckets(Row &R, double m, double t, bool ninf, double 
     return key_id(R.keys[p.j - 1]);
 }
 
-// The top-k path (sample_topk), 0 < k < V.
-__device__ int64_t sample_topk(Row &R, int64_t P, int64_t k, double m, double t, bool ninf, double top_p,
-                               double min_p, double u, Shared &S)
+// Warp 0 walks h[256] from the top bin down: S.fb = the first bin where
+// the count from the top reaches need (need <= the total), S.above = the
+// count of the bins above it.  Every thread calls.
+__device__ void walk_bins(const int *h, int64_t need, Shared &S)
 {
-    for (int64_t i = threadIdx.x; i < P; i += blockDim.x)
-        R.keys[i] = i < R.V ? sort_key(R.l[i], (uint32_t)i) : 0;
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        int64_t acc = 0;
+        for (int top = 255; top >= 0; top -= 32) {
+            int64_t c = h[top - lane], run = c;
+            for (int o = 1; o < 32; o <<= 1) {
+                int64_t v = __shfl_up_sync(0xffffffffu, run, o);
+                if (lane >= o)
+                    run += v;
+            }
+            unsigned hit = __ballot_sync(0xffffffffu, acc + run >= need);
+            int64_t before = __shfl_sync(0xffffffffu, run - c, hit ? __ffs(hit) - 1 : 0);
+            if (hit) {
+                if (lane == 0) {
+                    S.fb = top - (__ffs(hit) - 1);
+                    S.above = acc + before;
+                }
+                break;
+            }
+            acc += __shfl_sync(0xffffffffu, run, 31);
+        }
+    }
+    __syncthreads();
+}
+
+// The top-k path (sample_topk), 0 < k < V.  The k best keys all lie in the
+// bins (top 16 key bits, found in two 8-bit levels) at or above the highest
+// bin where the count from the top reaches k; only those are sorted.
+__device__ int64_t sample_topk(Row &R, int64_t k, double m, double t, bool ninf, double top_p, double min_p,
+                               double u, Shared &S)
+{
+    for (int64_t i = threadIdx.x; i < 512; i += blockDim.x)
+        R.hist[i] = 0;
+    if (threadIdx.x == 0)
+        S.n = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < R.V; i += blockDim.x)
+        atomicAdd(&R.hist[sort_key(R.l[i], (uint32_t)i) >> 56], 1);
+    __syncthreads();
+    walk_bins(R.hist, k, S);
+    const uint64_t coarse = (uint64_t)S.fb;
+    const int64_t above = S.above;
+    for (int64_t i = threadIdx.x; i < R.V; i += blockDim.x) {
+        uint64_t key = sort_key(R.l[i], (uint32_t)i);
+        if (key >> 56 == coarse)
+            atomicAdd(&R.hist[256 + ((key >> 48) & 255)], 1);
+    }
+    __syncthreads();      // every thread has read S.fb and S.above
+    walk_bins(R.hist + 256, k - above, S);
+    const uint64_t lowest = coarse << 8 | (uint64_t)S.fb;
+    for (int64_t i = threadIdx.x; i < R.V; i += blockDim.x) {
+        uint64_t key = sort_key(R.l[i], (uint32_t)i);
+        if (key >> 48 >= lowest)
+            R.keys[atomicAdd(&S.n, 1)] = key;
+    }
+    __syncthreads();
+    const int64_t n = S.n, P = pow2_at_least(n);   // n >= k
+    for (int64_t i = n + threadIdx.x; i < P; i += blockDim.x)
+        R.keys[i] = 0;
     __syncthreads();
     sort_desc(R.keys, P);
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x)
@@ -437,10 +498,11 @@ __global__ void __launch_bounds__(kMaxThreads) sample_rows(Params a)
     R.keys = reinterpret_cast<uint64_t *>(R.cum + V);
     R.above = reinterpret_cast<double *>(R.keys + a.P);
     R.cnt = reinterpret_cast<int *>(R.above + kNB);
+    R.hist = R.cnt + kNB;
     R.mass = mass;
     int64_t tok;
     if (a.top_k > 0 && a.top_k < V)
-        tok = sample_topk(R, a.P, a.top_k, m, a.t, ninf, a.top_p, a.min_p, u, S);
+        tok = sample_topk(R, a.top_k, m, a.t, ninf, a.top_p, a.min_p, u, S);
     else
         tok = sample_buckets(R, m, a.t, ninf, a.top_p, a.min_p, u, S);
     if (threadIdx.x == 0) {
@@ -459,7 +521,7 @@ int64_t pow2_host(int64_t n)
 
 size_t row_bytes(int64_t V)
 {
-    size_t n = (size_t)(2 * V + pow2_host(V) + kNB) * 8 + (size_t)kNB * 4;
+    size_t n = (size_t)(2 * V + pow2_host(V) + kNB) * 8 + (size_t)(kNB + 512) * 4;
     return (n + 255) & ~(size_t)255;     // every row's doubles aligned
 }
 

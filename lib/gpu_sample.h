@@ -14,8 +14,9 @@
  * exp) the tokens are identical, and the tests require that.
  *
  * Pointers in dsv4_cu_sample_args are device pointers.  A dsv4_cu_sampler
- * owns device scratch for up to max_rows rows of one vocab (about 36 bytes
- * per token per row plus 200 KB per row); one call at a time per sampler.
+ * owns device scratch for up to max_rows rows of one vocab (24 to 32 bytes
+ * per token plus 200 KB, per row); one call at a time per sampler.  The
+ * kernel uses 128 KB of dynamic shared memory per block (one row). 
  *
  * Per-row status (the CPU's errors, reported per row since rows are
  * independent): 0 = token written; n + 1 = logit n is NaN (the lowest such
