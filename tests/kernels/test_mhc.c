@@ -208,6 +208,7 @@ TEST(bad_arguments)
     CHECK(strstr(err.msg, "D 0") != NULL);
     d.D = 4;
     CHECK_EQ_INT(dsv4_cu_hc_pre(&w, &d, p, -1, p, p, p, p, NULL, &err), DSV4_E_INVALID);
+    CHECK_EQ_INT(dsv4_cu_hc_post(&d, p, p, 65536, p, p, NULL, &err), DSV4_E_INVALID);
     d.iters = 0;
     CHECK_EQ_INT(dsv4_cu_hc_pre(&w, &d, p, 1, p, p, p, p, NULL, &err), DSV4_E_INVALID);
     CHECK(strstr(err.msg, "Sinkhorn") != NULL);

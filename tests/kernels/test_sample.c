@@ -35,12 +35,14 @@ static void fill_row(kt_rng *r, float *l, int64_t V, int style)
 
 static dsv4_sample_opts random_opts(kt_rng *r, int64_t V)
 {
-    static const double temps[] = { 1e-3, 0.3, 0.7, 1.0, 1.0, 1.7, 50.0, 1e6 };
+    /* 5e-324 and 1e-300: every weight but the top ones underflows to 0;
+     * 1e300: every weight rounds to 1 (a flat row) */
+    static const double temps[] = { 1e-3, 0.3, 0.7, 1.0, 1.0, 1.7, 50.0, 1e6, 5e-324, 1e-300, 1e300 };
     static const double tops[] = { 1.0, 1.0, 0.95, 0.9, 0.5, 0.1, 1e-6 };
     static const double mins[] = { 0.0, 0.0, 0.01, 0.05, 0.3, 1.0 };
     int64_t ks[] = { 0, 0, 1, 2, 7, 40, V - 1, V, V + 3 };
     dsv4_sample_opts o = DSV4_SAMPLE_OPTS_INIT;
-    o.temperature = temps[kt_u32(r) % 8];
+    o.temperature = temps[kt_u32(r) % 11];
     o.top_p = tops[kt_u32(r) % 7];
     o.min_p = mins[kt_u32(r) % 6];
     o.top_k = ks[kt_u32(r) % 9];
