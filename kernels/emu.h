@@ -146,6 +146,21 @@ static inline unsigned __ballot_sync(unsigned mask, int pred)
     dsv4_emu::sync_warp(mask);
     return r;
 }
+// The lanes of mask whose v equals this lane's (bitwise).
+template <typename T> static inline unsigned __match_any_sync(unsigned mask, T v)
+{
+    static_assert(sizeof(T) <= 8, "__match_any_sync compares at most 8 bytes");
+    uint64_t *slot = dsv4_emu::warp_slots(), bits = 0;
+    memcpy(&bits, &v, sizeof v);
+    slot[dsv4_emu::lane()] = bits;
+    dsv4_emu::sync_warp(mask);
+    unsigned r = 0, live = mask & dsv4_emu::warp_live();
+    for (unsigned i = 0; i < 32; i++)
+        if ((live >> i & 1u) && slot[i] == bits)
+            r |= 1u << i;
+    dsv4_emu::sync_warp(mask);
+    return r;
+}
 static inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
 static inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, !pred) == 0; }
 static inline unsigned __activemask(void) { return 0xffffffffu; }

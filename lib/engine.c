@@ -307,14 +307,15 @@ int dsv4_engine_threads(const dsv4_engine *e)
 /* ---- mHC (§4.2) ------------------------------------------------------------- */
 
 /* mu[M, nout] = (fn z) * rsqrt(mean(z^2) + norm_eps), z = the flattened streams. */
-static int hc_mix(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M, float *mu, dsv4_err *err)
+static int hc_mix(dsv4_pool *pool, const dsv4_hc_w *h, const dsv4_hc_dims *d, const float *X, int64_t M, float *mu,
+                  dsv4_err *err)
 {
-    int64_t n = e->c.hc_mult * e->c.dim, nout = h->fn.n;
-    if (dsv4_linear(e->pool, &h->fn, X, M, mu, 0, err))
+    int64_t n = d->hc * d->D, nout = h->fn.n;
+    if (dsv4_linear(pool, &h->fn, X, M, mu, 0, err))
         return err->code;
     for (int64_t m = 0; m < M; m++) {
         const float *z = X + m * n;
-        float rho = 1.0f / sqrtf(dsv4_mean_sq(z, n) + (float)e->c.norm_eps);
+        float rho = 1.0f / sqrtf(dsv4_mean_sq(z, n) + d->norm_eps);
         for (int64_t i = 0; i < nout; i++)
             mu[m * nout + i] *= rho;
     }
@@ -322,15 +323,15 @@ static int hc_mix(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M,
 }
 
 /* HCPre: x[M, D], post[M, hc], comb[M, hc, hc] from the streams X[M, hc, D]. */
-static int hc_pre(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M, float *x, float *post,
-                  float *comb, dsv4_err *err)
+int dsv4_hc_pre(dsv4_pool *pool, const dsv4_hc_w *h, const dsv4_hc_dims *d, const float *X, int64_t M, float *x,
+                float *post, float *comb, dsv4_err *err)
 {
-    int64_t hc = e->c.hc_mult, D = e->c.dim, nout = (2 + hc) * hc;
-    float eps = (float)e->c.hc_eps;
+    int64_t hc = d->hc, D = d->D, nout = (2 + hc) * hc;
+    float eps = d->hc_eps;
     float *mu = malloc((size_t)(M * nout) * sizeof *mu);
     if (!mu)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
-    if (hc_mix(e, h, X, M, mu, err)) {
+    if (hc_mix(pool, h, d, X, M, mu, err)) {
         free(mu);
         return err->code;
     }
@@ -355,7 +356,7 @@ static int hc_pre(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M,
             for (int64_t k = 0; k < hc; k++)
                 row[k] = row[k] / sum + eps;
         }
-        for (int64_t it = 0; it < e->c.hc_sinkhorn_iters; it++) {
+        for (int64_t it = 0; it < d->iters; it++) {
             if (it > 0)
                 for (int64_t j = 0; j < hc; j++) {
                     float sum = 0.0f;
@@ -385,9 +386,9 @@ static int hc_pre(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M,
 }
 
 /* HCPost: X'_k = bf16(post_k f + sum_j C_jk X_j), in place on X. */
-static void hc_post(const dsv4_engine *e, const float *f, float *X, int64_t M, const float *post, const float *comb)
+void dsv4_hc_post(const dsv4_hc_dims *d, const float *f, float *X, int64_t M, const float *post, const float *comb)
 {
-    int64_t hc = e->c.hc_mult, D = e->c.dim;
+    int64_t hc = d->hc, D = d->D;
     float nx[16];
     for (int64_t m = 0; m < M; m++) {
         float *Xm = X + m * hc * D;
@@ -406,31 +407,58 @@ static void hc_post(const dsv4_engine *e, const float *f, float *X, int64_t M, c
 }
 
 /* HCHead + final RMSNorm: u[M, D]. */
-static int hc_head(dsv4_engine *e, const dsv4_hc_w *h, const float *nw, const float *X, int64_t M, float *u,
-                   dsv4_err *err)
+int dsv4_hc_head(dsv4_pool *pool, const dsv4_hc_w *h, const dsv4_hc_dims *d, const float *nw, const float *X,
+                 int64_t M, float *u, dsv4_err *err)
 {
-    int64_t hc = e->c.hc_mult, D = e->c.dim;
+    int64_t hc = d->hc, D = d->D;
     float *mu = malloc((size_t)(M * hc) * sizeof *mu);
     if (!mu)
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
-    if (hc_mix(e, h, X, M, mu, err)) {
+    if (hc_mix(pool, h, d, X, M, mu, err)) {
         free(mu);
         return err->code;
     }
     for (int64_t m = 0; m < M; m++) {
         float w[16];
         for (int64_t s = 0; s < hc; s++)
-            w[s] = dsv4_sigmoid(mu[m * hc + s] * h->scale[0] + h->base[s]) + (float)e->c.hc_eps;
+            w[s] = dsv4_sigmoid(mu[m * hc + s] * h->scale[0] + h->base[s]) + d->hc_eps;
         for (int64_t i = 0; i < D; i++) {
             float acc = 0.0f;
             for (int64_t s = 0; s < hc; s++)
                 acc += w[s] * X[(m * hc + s) * D + i];
             u[m * D + i] = dsv4_round_bf16(acc);
         }
-        dsv4_rmsnorm(u + m * D, nw, D, (float)e->c.norm_eps, u + m * D);
+        dsv4_rmsnorm(u + m * D, nw, D, d->norm_eps, u + m * D);
     }
     free(mu);
     return 0;
+}
+
+/* The engine's mHC dimensions. */
+static dsv4_hc_dims hc_dims(const dsv4_engine *e)
+{
+    dsv4_hc_dims d = { e->c.hc_mult, e->c.dim, (float)e->c.norm_eps, (float)e->c.hc_eps, e->c.hc_sinkhorn_iters };
+    return d;
+}
+
+static int hc_pre(dsv4_engine *e, const dsv4_hc_w *h, const float *X, int64_t M, float *x, float *post,
+                  float *comb, dsv4_err *err)
+{
+    dsv4_hc_dims d = hc_dims(e);
+    return dsv4_hc_pre(e->pool, h, &d, X, M, x, post, comb, err);
+}
+
+static void hc_post(const dsv4_engine *e, const float *f, float *X, int64_t M, const float *post, const float *comb)
+{
+    dsv4_hc_dims d = hc_dims(e);
+    dsv4_hc_post(&d, f, X, M, post, comb);
+}
+
+static int hc_head(dsv4_engine *e, const dsv4_hc_w *h, const float *nw, const float *X, int64_t M, float *u,
+                   dsv4_err *err)
+{
+    dsv4_hc_dims d = hc_dims(e);
+    return dsv4_hc_head(e->pool, h, &d, nw, X, M, u, err);
 }
 
 /* ---- blocks and the whole pass -------------------------------------------- */

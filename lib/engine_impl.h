@@ -12,6 +12,22 @@ typedef struct dsv4_hc_w {        /* one mHC mixing site */
     float *base, *scale;          /* [n_out], [3 or 1] */
 } dsv4_hc_w;
 
+/* mHC (ARCH.md §4.2) outside an engine, for the engine and the GPU kernels'
+ * tests: hc streams of width D; eps values as the engine casts them to f32. */
+typedef struct dsv4_hc_dims {
+    int64_t hc, D;
+    float norm_eps, hc_eps;
+    int64_t iters;                /* Sinkhorn iterations */
+} dsv4_hc_dims;
+/* HCPre: x[M, D], post[M, hc], comb[M, hc, hc] from the streams X[M, hc, D]. */
+int dsv4_hc_pre(dsv4_pool *pool, const dsv4_hc_w *h, const dsv4_hc_dims *d, const float *X, int64_t M, float *x,
+                float *post, float *comb, dsv4_err *err);
+/* HCPost: X'_k = bf16(post_k f + sum_j C_jk X_j), in place on X[M, hc, D]. */
+void dsv4_hc_post(const dsv4_hc_dims *d, const float *f, float *X, int64_t M, const float *post, const float *comb);
+/* HCHead + final RMSNorm with weight nw[D]: u[M, D]. */
+int dsv4_hc_head(dsv4_pool *pool, const dsv4_hc_w *h, const dsv4_hc_dims *d, const float *nw, const float *X,
+                 int64_t M, float *u, dsv4_err *err);
+
 typedef struct dsv4_layer_w {
     int ratio, hash;
     const float *freqs;           /* rope table of this layer [rope_dim/2] */
