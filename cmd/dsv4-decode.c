@@ -18,7 +18,8 @@
 static const char usage[] =
     "usage: dsv4-decode [-qvf] -m MODEL.dsv4 -r SNAP|- [-i TOKENS|-] [-n N] [-o SNAP|-] [--temperature T]\n"
     "                   [--top-p P] [--top-k K] [--min-p P] [--seed S] [--stop ID]...\n"
-    "                   [--ignore-eos] [--format bin|text] [--logits FILE] [--threads N]";
+    "                   [--ignore-eos] [--format bin|text] [--logits FILE] [--threads N]\n"
+    "                   [--device cpu|cuda|auto]";
 
 static const char help[] =
     "\n"
@@ -52,6 +53,8 @@ static const char help[] =
     "                         distribution of the next one): vocab_size little-endian\n"
     "                         float32 values\n"
     "      --threads=N        worker threads, 0 = one per CPU [0]\n"
+    "      --device=DEV       where the forward pass runs: cpu, cuda, or auto (cuda when\n"
+    "                         this build has it and a GPU is present) [auto]\n"
     "  -f, --force            overwrite existing output files; write binary to a terminal\n"
     "  -q, --quiet            print errors only (no summary)\n"
     "  -v, --verbose          print more (the seed, the sampling settings)\n"
@@ -71,7 +74,7 @@ static const char help[] =
 
 enum {
     OPT_TEMP = CLI_OPT_FIRST_PRIVATE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P, OPT_SEED, OPT_STOP, OPT_IGNORE_EOS,
-    OPT_FORMAT, OPT_LOGITS, OPT_THREADS
+    OPT_FORMAT, OPT_LOGITS, OPT_THREADS, OPT_DEVICE
 };
 
 static const struct option longopts[] = {
@@ -90,6 +93,7 @@ static const struct option longopts[] = {
     { "format", required_argument, NULL, OPT_FORMAT },
     { "logits", required_argument, NULL, OPT_LOGITS },
     { "threads", required_argument, NULL, OPT_THREADS },
+    { "device", required_argument, NULL, OPT_DEVICE },
     CLI_COMMON_LONGOPTS,
     { NULL, 0, NULL, 0 }
 };
@@ -100,7 +104,7 @@ enum { MAX_STOPS = 64 };
 struct opts {
     const char *model, *resume, *input, *output, *logits;
     int64_t n;
-    int threads, format, ignore_eos, n_stop, has_seed;
+    int threads, device, format, ignore_eos, n_stop, has_seed;
     int has_temp, has_top_p, has_top_k;
     uint64_t seed;
     uint32_t stops[MAX_STOPS];
@@ -154,7 +158,7 @@ static int decode(struct cli *cli, struct opts *op)
     double t0, secs;
 
     run_label(op->resume, snap_q, sizeof snap_q);
-    if ((rc = run_open(&r, op->model, op->threads, &err)) || (rc = settings(&r, op, eos, &n_eos, &err)) ||
+    if ((rc = run_open(cli, &r, op->model, op->threads, op->device, &err)) || (rc = settings(&r, op, eos, &n_eos, &err)) ||
         (rc = run_resume(cli, &r, op->resume, &err)))
         goto out;
     before = r.s->n_tokens;
@@ -253,7 +257,7 @@ static int decode(struct cli *cli, struct opts *op)
         goto out;
     for (done = 0; done < op->n;) {
         uint32_t tok;
-        int64_t pos = r.s->n_tokens;
+        int64_t pos = (int64_t)r.toks.n;   /* r.s lags behind on the GPU */
         if ((rc = dsv4_sample(smp, logits, &op->so, dsv4_sample_uniform(op->seed, pos), &tok, &err)))
             goto out;
         if (w && (rc = dsv4_toks_put(w, tok, &err))) {
@@ -345,7 +349,7 @@ int main(int argc, char **argv)
     op.so = (dsv4_sample_opts)DSV4_SAMPLE_OPTS_INIT;
     cli_init(&cli, "dsv4-decode", usage, help, longopts,
              "model=FILE.dsv4 resume=FILE.kv input=FILE tokens=N output=FILE.kv temperature=T top-p=P top-k=K min-p=P "
-             "seed=S stop=ID format=FORMAT logits=FILE threads=N");
+             "seed=S stop=ID format=FORMAT logits=FILE threads=N device=DEVICE");
     while ((c = getopt_long(argc, argv, "m:r:i:n:o:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case 'm': op.model = optarg; break;
@@ -379,6 +383,7 @@ int main(int argc, char **argv)
             break;
         case OPT_LOGITS: op.logits = optarg; break;
         case OPT_THREADS: op.threads = (int)cli_parse_int(&cli, "--threads", optarg, 0, 4096); break;
+        case OPT_DEVICE: op.device = run_parse_device(&cli, optarg); break;
         default:
             if (cli_common_opt(&cli, c))
                 cli_usage_error(&cli, "unknown option");

@@ -17,7 +17,8 @@
 
 static const char usage[] =
     "usage: dsv4-prefill [-qvf] -m MODEL.dsv4 [-i TOKENS|-] [-r SNAP|-] [-o SNAP|-] [--chunk N]\n"
-    "                    [--threads N] [--kv bf16|compact] [--logits FILE] [--logits-all FILE]";
+    "                    [--threads N] [--device cpu|cuda|auto] [--kv bf16|compact] [--logits FILE]\n"
+    "                    [--logits-all FILE]";
 
 static const char help[] =
     "\n"
@@ -35,6 +36,8 @@ static const char help[] =
     "                         output; may name the -r snapshot to update it\n"
     "      --chunk=N          tokens per forward pass [256]; results do not depend on it\n"
     "      --threads=N        worker threads, 0 = one per CPU [0]; results do not depend on it\n"
+    "      --device=DEV       where the forward pass runs: cpu, cuda, or auto (cuda when\n"
+    "                         this build has it and a GPU is present) [auto]\n"
     "      --kv=LAYOUT        KV layout: bf16 (the reference numerics) or compact\n"
     "                         (FP8/FP4 entries, QAT numerics) [bf16; with -r: the\n"
     "                         snapshot's]\n"
@@ -58,7 +61,7 @@ static const char help[] =
     "with -r or -o, a snapshot that is damaged or made with another model, a context\n"
     "beyond the model's limit, I/O error), 2 usage error.\n";
 
-enum { OPT_CHUNK = CLI_OPT_FIRST_PRIVATE, OPT_THREADS, OPT_KV, OPT_LOGITS, OPT_LOGITS_ALL };
+enum { OPT_CHUNK = CLI_OPT_FIRST_PRIVATE, OPT_THREADS, OPT_DEVICE, OPT_KV, OPT_LOGITS, OPT_LOGITS_ALL };
 
 static const struct option longopts[] = {
     { "model", required_argument, NULL, 'm' },
@@ -67,6 +70,7 @@ static const struct option longopts[] = {
     { "output", required_argument, NULL, 'o' },
     { "chunk", required_argument, NULL, OPT_CHUNK },
     { "threads", required_argument, NULL, OPT_THREADS },
+    { "device", required_argument, NULL, OPT_DEVICE },
     { "kv", required_argument, NULL, OPT_KV },
     { "logits", required_argument, NULL, OPT_LOGITS },
     { "logits-all", required_argument, NULL, OPT_LOGITS_ALL },
@@ -77,7 +81,7 @@ static const struct option longopts[] = {
 struct opts {
     const char *model, *input, *logits, *logits_all, *resume, *output;
     int64_t chunk;
-    int threads, compact, kv_given;
+    int threads, device, compact, kv_given;
 };
 
 static int prefill(struct cli *cli, const struct opts *op)
@@ -96,7 +100,7 @@ static int prefill(struct cli *cli, const struct opts *op)
     int64_t V, n, done, before = 0;
 
     run_label(op->input, in_q, sizeof in_q);
-    if ((rc = run_open(&r, op->model, op->threads, &err)))
+    if ((rc = run_open(cli, &r, op->model, op->threads, op->device, &err)))
         goto out;
     V = r.c->vocab_size;
 
@@ -198,6 +202,8 @@ static int prefill(struct cli *cli, const struct opts *op)
         if ((rc = cli_out_commit(&out_snap, &err)))
             goto out;
     }
+    if ((rc = run_sync(&r, &err)))
+        goto out;
     run_human_bytes(hb, sizeof hb, (double)dsv4_kv_bytes(r.s));
     cli_warn(cli, "%lld tokens in %.3f s (%.1f tokens/s); KV %s: %llu bytes (%s), %.1f bytes/token",
              (long long)n, secs, secs > 0 ? (double)n / secs : 0.0, r.s->compact ? "compact" : "bf16",
@@ -229,10 +235,10 @@ out:
 int main(int argc, char **argv)
 {
     struct cli cli;
-    struct opts op = { NULL, NULL, NULL, NULL, NULL, NULL, 256, 0, 0, 0 };
+    struct opts op = { NULL, NULL, NULL, NULL, NULL, NULL, 256, 0, RUN_DEV_AUTO, 0, 0 };
     int c;
     cli_init(&cli, "dsv4-prefill", usage, help, longopts,
-             "model=FILE.dsv4 input=FILE resume=FILE.kv output=FILE.kv chunk=N threads=N kv=LAYOUT logits=FILE logits-all=FILE");
+             "model=FILE.dsv4 input=FILE resume=FILE.kv output=FILE.kv chunk=N threads=N device=DEVICE kv=LAYOUT logits=FILE logits-all=FILE");
     while ((c = getopt_long(argc, argv, "m:i:r:o:" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
         switch (c) {
         case 'm': op.model = optarg; break;
@@ -241,6 +247,7 @@ int main(int argc, char **argv)
         case 'o': op.output = optarg; break;
         case OPT_CHUNK: op.chunk = cli_parse_int(&cli, "--chunk", optarg, 1, 1 << 20); break;
         case OPT_THREADS: op.threads = (int)cli_parse_int(&cli, "--threads", optarg, 0, 4096); break;
+        case OPT_DEVICE: op.device = run_parse_device(&cli, optarg); break;
         case OPT_KV:
             op.kv_given = 1;
             if (!strcmp(optarg, "bf16"))

@@ -17,22 +17,16 @@ void run_label(const char *path, char *out, size_t cap)
         snprintf(out, cap, "'%s'", path);
 }
 
-int run_open(struct run *r, const char *model_path, int threads, dsv4_err *err)
+int run_parse_device(struct cli *cli, const char *arg)
 {
-    int rc;
-    memset(r, 0, sizeof *r);
-    r->model_path = model_path;
-    if ((rc = dsv4_model_open(&r->m, model_path, err)))
-        return rc;
-    r->c = dsv4_model_config(r->m);
-    if ((rc = dsv4_engine_open_model(&r->e, r->m, threads, err)))
-        return dsv4_err_prefix(err, "'%s'", model_path);
-    return 0;
-}
-
-int run_fresh(struct run *r, int compact, dsv4_err *err)
-{
-    return dsv4_kv_new(&r->s, r->c, compact, err);
+    if (!strcmp(arg, "cpu"))
+        return RUN_DEV_CPU;
+    if (!strcmp(arg, "cuda"))
+        return RUN_DEV_CUDA;
+    if (!strcmp(arg, "auto"))
+        return RUN_DEV_AUTO;
+    cli_usage_error(cli, "--device must be cpu, cuda or auto, not '%s'", arg);
+    return RUN_DEV_CPU;
 }
 
 struct progress {
@@ -44,6 +38,44 @@ static void on_progress(void *ctx, uint64_t done, uint64_t total)
 {
     struct progress *p = ctx;
     cli_progress(p->cli, p->label, done, total);
+}
+
+int run_open(struct cli *cli, struct run *r, const char *model_path, int threads, int device, dsv4_err *err)
+{
+    int rc;
+    memset(r, 0, sizeof *r);
+    r->model_path = model_path;
+    if ((rc = dsv4_model_open(&r->m, model_path, err)))
+        return rc;
+    r->c = dsv4_model_config(r->m);
+    if ((rc = dsv4_engine_open_model(&r->e, r->m, threads, err)))
+        return dsv4_err_prefix(err, "'%s'", model_path);
+    if (device == RUN_DEV_CUDA || (device == RUN_DEV_AUTO && dsv4_cu_available())) {
+        struct progress pr = { cli, "uploading weights to the GPU (bytes)" };
+        rc = dsv4_cuengine_open(&r->g, r->e, on_progress, &pr, err);
+        cli_progress_end(cli);
+        if (rc)
+            return dsv4_err_prefix(err, "--device cuda");
+    }
+    return 0;
+}
+
+int run_fresh(struct run *r, int compact, dsv4_err *err)
+{
+    int rc = dsv4_kv_new(&r->s, r->c, compact, err);
+    if (!rc && r->g)
+        rc = dsv4_cukv_new(&r->gs, r->c, compact, err);
+    return rc;
+}
+
+int run_sync(struct run *r, dsv4_err *err)
+{
+    if (!r->gs || !r->s_stale)
+        return 0;
+    int rc = dsv4_cukv_download(r->gs, r->s, err);
+    if (!rc)
+        r->s_stale = 0;
+    return rc;
 }
 
 int run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err)
@@ -80,6 +112,13 @@ int run_resume(struct cli *cli, struct run *r, const char *path, dsv4_err *err)
     r->hidden = sn.hidden;
     r->toks.ids = sn.tokens;
     r->toks.n = r->toks.cap = (size_t)sn.info.n_tokens;
+    r->s_stale = 0;
+    if (r->g) {
+        dsv4_cukv_free(r->gs);
+        r->gs = NULL;
+        if ((rc = dsv4_cukv_new(&r->gs, r->c, r->s->compact, err)) || (rc = dsv4_cukv_upload(r->gs, r->s, err)))
+            return dsv4_err_prefix(err, "%s: loading the state onto the GPU", label);
+    }
     return 0;
 }
 
@@ -153,8 +192,13 @@ int run_forward(struct run *r, const uint32_t *ids, int64_t n, int logits_mode, 
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
     if (dsv4_toks_vec_reserve(&r->toks, (size_t)n))
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory for %lld token ids", (long long)n);
-    if ((rc = dsv4_forward(r->e, r->s, ids, n, logits_mode, logits, r->hbuf, err)))
+    if (r->g) {
+        if ((rc = dsv4_cuforward(r->g, r->gs, ids, n, logits_mode, logits, r->hbuf, err)))
+            return rc;
+        r->s_stale = 1;
+    } else if ((rc = dsv4_forward(r->e, r->s, ids, n, logits_mode, logits, r->hbuf, err))) {
         return rc;
+    }
     memcpy(r->hidden, r->hbuf + (n - 1) * HD, (size_t)HD * sizeof *r->hidden);
     memcpy(r->toks.ids + r->toks.n, ids, (size_t)n * sizeof *ids);
     r->toks.n += (size_t)n;
@@ -163,8 +207,10 @@ int run_forward(struct run *r, const uint32_t *ids, int64_t n, int logits_mode, 
 
 int run_last_logits(struct run *r, float *logits, dsv4_err *err)
 {
-    if (!r->s->n_tokens || !r->hidden)
+    if (!r->toks.n || !r->hidden)
         return dsv4_err_set(err, DSV4_E_INVALID, "the state holds no tokens: there is nothing to continue from");
+    if (r->g)
+        return dsv4_cuengine_logits(r->g, r->hidden, 1, logits, err);
     return dsv4_engine_logits(r->e, r->hidden, 1, logits, err);
 }
 
@@ -175,6 +221,8 @@ int run_save(struct cli *cli, struct run *r, struct cli_out *o, dsv4_snap_stats 
     dsv4_snap_wopts w = DSV4_SNAP_WOPTS_INIT;
     int rc;
     snprintf(name, sizeof name, o->path ? "'%s'" : "%s", o->path ? o->path : "standard output");
+    if ((rc = run_sync(r, err)))
+        return dsv4_err_prefix(err, "reading the state back from the GPU");
     fflush(o->f);
     w.name = name;
     w.progress = on_progress;
@@ -229,6 +277,8 @@ void run_human_bytes(char *out, size_t cap, double b)
 
 void run_close(struct run *r)
 {
+    dsv4_cukv_free(r->gs);
+    dsv4_cuengine_close(r->g);
     dsv4_kv_free(r->s);
     dsv4_toks_vec_release(&r->toks);
     free(r->hidden);

@@ -7,6 +7,7 @@
 #define DSV4_RUN_H
 
 #include "cli.h"
+#include "cuengine.h"
 #include "engine.h"
 #include "kvstate.h"
 #include "model.h"
@@ -23,10 +24,21 @@ struct run {
     float *hidden;           /* [hc_mult * dim] of the last position, NULL when empty */
     float *hbuf;             /* [hcap, hc_mult * dim] scratch for dsv4_forward */
     int64_t hcap;
+    dsv4_cuengine *g;        /* --device cuda: the GPU engine and its state; */
+    dsv4_cukv *gs;           /* s is then refreshed from gs by run_sync */
+    int s_stale;             /* gs is ahead of s */
 };
 
-/* Open the model file and its engine (threads <= 0: one per CPU). */
-int  run_open(struct run *r, const char *model_path, int threads, dsv4_err *err);
+enum { RUN_DEV_AUTO = 0, RUN_DEV_CPU, RUN_DEV_CUDA };
+/* Parse --device cpu|cuda|auto for opt; exits through cli on a bad value. */
+int  run_parse_device(struct cli *cli, const char *arg);
+
+/* Open the model file and its engine (threads <= 0: one per CPU); device
+ * RUN_DEV_CUDA also uploads the weights to the GPU (an error without one),
+ * RUN_DEV_AUTO does when a GPU is there. */
+int  run_open(struct cli *cli, struct run *r, const char *model_path, int threads, int device, dsv4_err *err);
+/* Bring r->s up to date with the GPU state (a no-op on the CPU). */
+int  run_sync(struct run *r, dsv4_err *err);
 /* A fresh state in the given layout. */
 int  run_fresh(struct run *r, int compact, dsv4_err *err);
 /* Load the snapshot at path ('-' = stdin) as the state to extend; refused

@@ -55,9 +55,10 @@ _dsv4() {
         --format) return ;;
         --logits) _dsv4_files '-'; return ;;
         --threads) return ;;
+        --device) return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '--model -m --resume -r --input -i --tokens -n --output -o --temperature --top-p --top-k --min-p --seed --stop --ignore-eos --format --logits --threads --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            COMPREPLY=($(compgen -W '--model -m --resume -r --input -i --tokens -n --output -o --temperature --top-p --top-k --min-p --seed --stop --ignore-eos --format --logits --threads --device --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
             return
         fi
         _dsv4_files '-'
@@ -102,12 +103,13 @@ _dsv4() {
         -o|--output) _dsv4_files '-'; return ;;
         --chunk) return ;;
         --threads) return ;;
+        --device) return ;;
         --kv) return ;;
         --logits) _dsv4_files '-'; return ;;
         --logits-all) _dsv4_files '-'; return ;;
         esac
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '--model -m --input -i --resume -r --output -o --chunk --threads --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
+            COMPREPLY=($(compgen -W '--model -m --input -i --resume -r --output -o --chunk --threads --device --kv --logits --logits-all --help -h --version -V --quiet -q --verbose -v --force -f --progress --no-progress' -- "$cur"))
             return
         fi
         _dsv4_files '-'

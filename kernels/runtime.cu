@@ -90,6 +90,22 @@ extern "C" int dsv4_cu_download(void *host, const void *dev, size_t n, dsv4_err 
     return 0;
 }
 
+extern "C" int dsv4_cu_copy(void *dst, const void *src, size_t n, dsv4_err *err)
+{
+    if (n)
+        DSV4_CU_TRY(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice), err);
+    return 0;
+}
+
+extern "C" int dsv4_cu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                              size_t height, dsv4_err *err)
+{
+    if (width && height)
+        DSV4_CU_TRY(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice, 0),
+                    err);
+    return 0;
+}
+
 extern "C" int dsv4_cu_sync(dsv4_stream s, dsv4_err *err)
 {
     DSV4_CU_TRY(cudaStreamSynchronize(s), err);

@@ -496,7 +496,7 @@ static int head_logits(dsv4_engine *e, const float *u, int64_t M, int mode, floa
 }
 
 /* A run needs at least one token, each below vocab_size. */
-static int check_tokens(const dsv4_config *c, const uint32_t *tokens, int64_t n, int64_t pos0, dsv4_err *err)
+int dsv4_check_tokens(const dsv4_config *c, const uint32_t *tokens, int64_t n, int64_t pos0, dsv4_err *err)
 {
     if (n <= 0)
         return dsv4_err_set(err, DSV4_E_INVALID, "no tokens to run");
@@ -512,7 +512,7 @@ int dsv4_forward(dsv4_engine *e, dsv4_kvstate *s, const uint32_t *tokens, int64_
 {
     const dsv4_config *c = &e->c;
     int64_t D = c->dim, hc = c->hc_mult, pos0 = s->n_tokens;
-    if (check_tokens(c, tokens, n, pos0, err))
+    if (dsv4_check_tokens(c, tokens, n, pos0, err))
         return err->code;
     if (s->n_layers != c->n_layers || s->head_dim != c->head_dim || s->window != c->window)
         return dsv4_err_set(err, DSV4_E_MISMATCH, "the KV state was made for another model");
@@ -564,7 +564,7 @@ int dsv4_mtp_forward(dsv4_engine *e, dsv4_kvstate *s, const float *hidden, const
     int l = (int)c->n_layers;
     if (c->n_mtp_layers < 1)
         return dsv4_err_set(err, DSV4_E_UNSUPPORTED, "the model has no MTP block");
-    if (check_tokens(c, next_tokens, n, pos0, err))
+    if (dsv4_check_tokens(c, next_tokens, n, pos0, err))
         return err->code;
     const dsv4_layer_w *L = &e->layers[l];
     float eps = (float)c->norm_eps;

@@ -64,6 +64,10 @@ struct dsv4_engine {
     float *freqs_swa, *freqs_comp;
 };
 
+/* Arguments of a forward call: at least one token, each below vocab_size
+ * (pos0 names the position in the message). */
+int dsv4_check_tokens(const dsv4_config *c, const uint32_t *tokens, int64_t n, int64_t pos0, dsv4_err *err);
+
 /* Attention sub-layer of layer l for xn[M, D] at positions pos0.. (also
  * updates the layer's window, compressor and indexer state); out[M, D]. */
 /* Sparse attention with the sink (ARCH.md §5.5, §5.6) for tasks [i0, i1) of

@@ -38,6 +38,10 @@ int  dsv4_cu_alloc(void **p, size_t n, dsv4_err *err);   /* device memory; n = 0
 void dsv4_cu_free(void *p);                              /* NULL is fine */
 int  dsv4_cu_upload(void *dev, const void *host, size_t n, dsv4_err *err);
 int  dsv4_cu_download(void *host, const void *dev, size_t n, dsv4_err *err);
+int  dsv4_cu_copy(void *dst, const void *src, size_t n, dsv4_err *err);  /* device to device */
+/* height rows of width bytes, device to device, rows dpitch / spitch bytes apart. */
+int  dsv4_cu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                    dsv4_err *err);
 int  dsv4_cu_sync(dsv4_stream s, dsv4_err *err);         /* waits for s; reports kernel faults */
 
 /* ---- dequantisation (kernels/dequant.cu) ------------------------------ */

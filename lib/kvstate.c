@@ -71,12 +71,8 @@ void dsv4_kv_sizes(const dsv4_config *c, int compact, size_t *entry_bytes, size_
     }
 }
 
-int dsv4_kv_new(dsv4_kvstate **out, const dsv4_config *c, int compact, dsv4_err *err)
+void dsv4_kv_shape(dsv4_kvstate *s, const dsv4_config *c, int compact)
 {
-    *out = NULL;
-    dsv4_kvstate *s = calloc(1, sizeof *s);
-    if (!s)
-        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
     s->n_layers = (int)c->n_layers;
     s->n_all = c->n_ratios;
     s->window = c->window;
@@ -85,6 +81,15 @@ int dsv4_kv_new(dsv4_kvstate **out, const dsv4_config *c, int compact, dsv4_err 
     s->index_head_dim = c->index_head_dim;
     s->compact = compact;
     dsv4_kv_sizes(c, compact, &s->entry_bytes, &s->ikey_bytes);
+}
+
+int dsv4_kv_new(dsv4_kvstate **out, const dsv4_config *c, int compact, dsv4_err *err)
+{
+    *out = NULL;
+    dsv4_kvstate *s = calloc(1, sizeof *s);
+    if (!s)
+        return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
+    dsv4_kv_shape(s, c, compact);
     s->layers = calloc((size_t)s->n_all, sizeof *s->layers);
     if (!s->layers)
         goto nomem;

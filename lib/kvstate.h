@@ -54,6 +54,9 @@ typedef struct dsv4_kvstate {
 
 /* Bytes of one stored KV vector and one indexer key in the layout. */
 void dsv4_kv_sizes(const dsv4_config *c, int compact, size_t *entry_bytes, size_t *ikey_bytes);
+/* Fill the shape fields of s (layer counts, dimensions, layout, entry and
+ * key sizes) for the config; layers and counters are left alone. */
+void dsv4_kv_shape(dsv4_kvstate *s, const dsv4_config *c, int compact);
 /* A fresh state (no tokens; compressor rows kv = 0, score = -inf). */
 int  dsv4_kv_new(dsv4_kvstate **out, const dsv4_config *c, int compact, dsv4_err *err);
 void dsv4_kv_free(dsv4_kvstate *s);

@@ -50,6 +50,20 @@ same a1.f32 a7.f32 "chunks of 1: identical logits"
 expect 0 "--threads 1" -- dsv4-prefill -q -m swa.dsv4 -i p.txt --threads 1 --chunk 13 --logits-all t1.f32
 expect 0 "--threads 2" -- dsv4-prefill -q -m swa.dsv4 -i p.txt --threads 2 --chunk 13 --logits-all t2.f32
 same t1.f32 t2.f32 "1 and 2 threads: identical logits"
+
+# --device: cpu is the reference; auto is cpu without a GPU; cuda without
+# one (or in a build without CUDA) is a clear error, exit 1
+expect 0 "--device cpu" -- dsv4-prefill -q -m swa.dsv4 -i p.txt --device cpu --chunk 13 --logits-all dc.f32
+same t1.f32 dc.f32 "--device cpu: the same logits"
+if ! { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }; then
+    expect 0 "--device auto without a GPU" -- dsv4-prefill -q -m swa.dsv4 -i p.txt --device auto --chunk 13 --logits-all da.f32
+    same t1.f32 da.f32 "--device auto without a GPU runs on the CPU"
+    expect 1 "--device cuda without a GPU" -- dsv4-prefill -m swa.dsv4 -i p.txt --device cuda -o nogpu.kv
+    grep_err "^dsv4-prefill: --device cuda: .*\(no CUDA device\|no CUDA backend\)" "--device cuda: says why"
+    absent nogpu.kv "--device cuda failure leaves no snapshot"
+fi
+expect 2 "--device bad" -- dsv4-prefill -m swa.dsv4 -i p.txt --device tpu
+grep_err "cpu, cuda or auto" "--device bad: lists the choices"
 same t1.f32 a7.f32 "and the same as before"
 expect 0 "the same run again" -- dsv4-prefill -q -m swa.dsv4 -i p.txt --logits-all a7again.f32 --chunk 7
 same a7again.f32 a7.f32 "deterministic across runs"

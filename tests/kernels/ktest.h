@@ -21,10 +21,18 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "gpu.h"
 
 static inline int ktest_emulated(void) { return dsv4_cu_emulated(); }
+
+static inline double kt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- random data (a fixed seed per test: failures reproduce) ------------ */
 
@@ -162,7 +170,8 @@ static inline int64_t kt_mismatch(const float *got, const float *ref, int64_t n)
         if (ktest_emulated()) printf("on the emulated device (kernels/emu.h)\n"); \
         int pass = 0, fail = 0; \
         for (struct test_case *t = test_cases; t->name; t++) { \
-            test_cur_failed = 0; printf("%s\n", t->name); t->fn(); \
+            test_cur_failed = 0; printf("%s\n", t->name); double t0_ = kt_now(); t->fn(); \
+            printf("  (%.1f s)\n", kt_now() - t0_); \
             if (test_cur_failed) { fail++; fprintf(stderr, "FAIL %s\n", t->name); } else pass++; \
         } \
         printf("%d passed, %d failed\n", pass, fail); \

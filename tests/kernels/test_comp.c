@@ -355,6 +355,7 @@ TEST(index_args)
     CHECK_EQ_INT(dsv4_cu_index_topk(&c, NULL, &err), 0);
 }
 
+#endif
+
 KTEST_MAIN(T(csa_compressor), T(hca_compressor), T(indexer_compressor), T(compress_args), T(index_tiny),
            T(index_flash), T(index_args))
-#endif

@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "kvstate.h"
 #include "safetensors.h"
+#include "logit_stats.h"
 
 #include <stdint.h>
 
@@ -72,38 +73,6 @@ static const float *gold(struct fx *f, const char *name, int64_t *rows)
         return NULL;
     *rows = t->shape[0];
     return t->data;
-}
-
-static int cmp_f(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-struct stats { double median, p99, max, argmax; };
-
-static struct stats compare(const float *ours, const float *ref, int64_t rows, int64_t V)
-{
-    float *e = malloc((size_t)rows * sizeof *e);
-    int agree = 0;
-    for (int64_t t = 0; t < rows; t++) {
-        const float *a = ours + t * V, *b = ref + t * V;
-        double md = 0, mr = 0;
-        int64_t ia = 0, ib = 0;
-        for (int64_t v = 0; v < V; v++) {
-            double d = fabs((double)a[v] - b[v]);
-            md = d > md ? d : md;
-            mr = fabs(b[v]) > mr ? fabs(b[v]) : mr;
-            if (a[v] > a[ia]) ia = v;
-            if (b[v] > b[ib]) ib = v;
-        }
-        e[t] = (float)(md / mr);
-        agree += ia == ib;
-    }
-    qsort(e, (size_t)rows, sizeof *e, cmp_f);
-    struct stats s = { e[rows / 2], e[(int64_t)(0.99 * (rows - 1))], e[rows - 1], (double)agree / rows };
-    free(e);
-    return s;
 }
 
 static void report(const char *what, struct stats s)
