@@ -67,6 +67,7 @@ EMU_CFLAGS   = $(BASE_CFLAGS) -DDSV4_CU_EMU=1 -DDSV4_HAVE_CUDA=1
 EMU_OBJ      = $(LIB_SRC:%.c=build/emu/%.o) $(patsubst %.cu,build/emu/%.o,$(sort $(wildcard kernels/*.cu))) build/emu/kernels/emu.o
 EMU_LIBA     = build/emu/libdsv4.a
 EMU_KTESTS   = $(KTEST_SRC:tests/kernels/%.c=build/emu/tests/kernels/%)
+EMU_PROGS    = build/emu/bin/dsv4-prefill build/emu/bin/dsv4-decode
 
 BENCH_SRC = $(sort $(wildcard tests/bench/*.c))
 BENCHES   = $(BENCH_SRC:tests/bench/%.c=build/bench/%)
@@ -116,7 +117,7 @@ build/bench/%: build/tests/bench/%.o $(LIBA)
 	@echo "  LINK    $@"
 	$(Q)$(LINK) $(LINKFLAGS) -o $@ $< $(LIBA) $(LIBS)
 
-tests: all $(UNITS) $(KTESTS) $(BENCHES) $(EMU_KTESTS)
+tests: all $(UNITS) $(KTESTS) $(BENCHES) $(EMU_KTESTS) $(EMU_PROGS)
 
 # ---- the emulated CUDA backend (kernels/emu.h) ----
 # kernels/*.cu compiled as C++ for the CPU, with the whole library built
@@ -146,6 +147,19 @@ build/emu/tests/kernels/%.o: tests/kernels/%.c $(CONFIG_DEP)
 	@mkdir -p $(@D)
 	@echo "  CC      $< (emulated CUDA)"
 	$(Q)$(CC) $(EMU_CFLAGS) -MMD -MP -c $< -o $@
+
+# dsv4-prefill and dsv4-decode on the emulated device, for the program
+# tests of --device cuda (tests/cli/t0530-device.sh)
+build/emu/cmd/%.o: cmd/%.c $(CONFIG_DEP)
+	@mkdir -p $(@D)
+	@echo "  CC      $< (emulated CUDA)"
+	$(Q)$(CC) $(EMU_CFLAGS) -MMD -MP -c $< -o $@
+
+build/emu/bin/%: build/emu/cmd/%.o build/emu/cmd/cli.o build/emu/cmd/run.o $(EMU_LIBA)
+	@mkdir -p $(@D)
+	@echo "  LINK    $@"
+	$(Q)$(CXX) -pthread $(SANITIZE_FLAGS) $(SANITIZE_LDFLAGS) $(LDFLAGS) -o $@ $< build/emu/cmd/cli.o \
+	    build/emu/cmd/run.o $(EMU_LIBA) $(DEPS_LIBS) -lpthread -lm
 
 build/emu/tests/kernels/test_%: build/emu/tests/kernels/test_%.o $(EMU_LIBA)
 	@echo "  LINK    $@"

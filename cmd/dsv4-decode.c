@@ -258,7 +258,11 @@ static int decode(struct cli *cli, struct opts *op)
     for (done = 0; done < op->n;) {
         uint32_t tok;
         int64_t pos = (int64_t)r.toks.n;   /* r.s lags behind on the GPU */
-        if ((rc = dsv4_sample(smp, logits, &op->so, dsv4_sample_uniform(op->seed, pos), &tok, &err)))
+        if (r.g)             /* the same token, drawn from the logits on the GPU */
+            rc = dsv4_cuengine_sample(r.g, &op->so, op->seed, pos, &tok, &err);
+        else
+            rc = dsv4_sample(smp, logits, &op->so, dsv4_sample_uniform(op->seed, pos), &tok, &err);
+        if (rc)
             goto out;
         if (w && (rc = dsv4_toks_put(w, tok, &err))) {
             dsv4_err_prefix(&err, "standard output");

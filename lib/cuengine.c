@@ -36,6 +36,11 @@ int dsv4_cuengine_logits(dsv4_cuengine *g, const float *hidden, int64_t n, float
 {
     return no_cuda(err);
 }
+int dsv4_cuengine_sample(dsv4_cuengine *g, const dsv4_sample_opts *o, uint64_t seed, int64_t pos, uint32_t *token,
+                         dsv4_err *err)
+{
+    return no_cuda(err);
+}
 
 #else
 
@@ -281,6 +286,9 @@ void dsv4_cuengine_close(dsv4_cuengine *g)
     free(g->w.layers);
     free(g->moe);
     dsv4_cuscratch_free(&g->sc);
+    dsv4_cu_free(g->last_lg);
+    dsv4_cu_free(g->smp_io);
+    dsv4_cu_sampler_free(g->smp);
     free(g);
 }
 
@@ -309,6 +317,8 @@ int dsv4_cuengine_open(dsv4_cuengine **out, dsv4_engine *cpu, dsv4_cu_progress_f
     u.counting = 0;
     if (!rc)
         rc = upload_all(&u, cpu);
+    if (!rc)
+        rc = dsv4_cu_alloc((void **)&g->last_lg, (size_t)g->c.vocab_size * sizeof(float), err);
     if (rc) {
         dsv4_err_prefix(err, "uploading the weights to the GPU");
         dsv4_cuengine_close(g);
@@ -321,6 +331,28 @@ int dsv4_cuengine_open(dsv4_cuengine **out, dsv4_engine *cpu, dsv4_cu_progress_f
 uint64_t dsv4_cuengine_bytes(const dsv4_cuengine *g)
 {
     return g ? g->bytes : 0;
+}
+
+/* ---- sampling ------------------------------------------------------------------- */
+
+int dsv4_cuengine_sample(dsv4_cuengine *g, const dsv4_sample_opts *o, uint64_t seed, int64_t pos, uint32_t *token,
+                         dsv4_err *err)
+{
+    struct io { uint64_t seed; int64_t pos, status; uint32_t token; } h = { seed, pos, 0, 0 };
+    if (!g->have_lg)
+        return dsv4_err_set(err, DSV4_E_INVALID, "no logits to sample from yet");
+    if (!g->smp && (dsv4_cu_sampler_new(&g->smp, g->c.vocab_size, 1, err) ||
+                    dsv4_cu_alloc(&g->smp_io, sizeof h, err)))
+        return err->code;
+    struct io *d = g->smp_io;
+    dsv4_cu_sample_args a = { g->last_lg, 1, g->c.vocab_size, &d->seed, &d->pos, NULL, &d->token, &d->status };
+    if (dsv4_cu_upload(d, &h, sizeof h, err) || dsv4_cu_sample(g->smp, &a, o, NULL, err) ||
+        dsv4_cu_sync(NULL, err) || dsv4_cu_download(&h, d, sizeof h, err))
+        return err->code;
+    if (h.status)
+        return dsv4_cu_sample_status(h.status, g->c.vocab_size, err);
+    *token = h.token;
+    return 0;
 }
 
 /* ---- KV state ------------------------------------------------------------------ */

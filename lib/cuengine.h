@@ -23,6 +23,7 @@
 #include "engine.h"
 #include "err.h"
 #include "kvstate.h"
+#include "sample.h"
 
 typedef struct dsv4_cuengine dsv4_cuengine;
 typedef struct dsv4_cukv dsv4_cukv;
@@ -54,5 +55,13 @@ int dsv4_cuforward(dsv4_cuengine *g, dsv4_cukv *s, const uint32_t *tokens, int64
                    float *logits, float *hidden, dsv4_err *err);
 /* As dsv4_engine_logits, on the device (host arrays). */
 int dsv4_cuengine_logits(dsv4_cuengine *g, const float *hidden, int64_t n, float *logits, dsv4_err *err);
+
+
+/* dsv4_sample on the device from the last logits row the engine computed
+ * (the last position of the latest dsv4_cuforward with logits, or of
+ * dsv4_cuengine_logits), with the draw dsv4_sample_uniform(seed, pos): the
+ * same token as dsv4_sample on those logits (lib/gpu_sample.h). */
+int dsv4_cuengine_sample(dsv4_cuengine *g, const dsv4_sample_opts *o, uint64_t seed, int64_t pos, uint32_t *token,
+                         dsv4_err *err);
 
 #endif

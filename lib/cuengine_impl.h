@@ -9,6 +9,7 @@
 #include "engine_impl.h"
 #include "gpu.h"
 #include "gpu_moe.h"
+#include "gpu_sample.h"
 
 /* Device scratch for one forward call, grown on demand (cuforward.c). */
 typedef struct dsv4_cuscratch {
@@ -25,6 +26,10 @@ struct dsv4_cuengine {
     uint64_t bytes;
     dsv4_cu_moe_layer *moe;  /* [n_ratios] the MoE kernels' view of each layer */
     dsv4_cuscratch sc;
+    float *last_lg;          /* [vocab] the last logits row computed (sampling) */
+    int have_lg;
+    dsv4_cu_sampler *smp;    /* made on the first sample */
+    void *smp_io;            /* seed, pos, token, status of one draw */
 };
 
 /* A dsv4_kvstate whose buffers (win, ent, ikey, ckv, csc, ikv, isc) are

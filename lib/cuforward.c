@@ -348,10 +348,13 @@ static int head_logits(dsv4_cuengine *g, struct arena *A, const float *X, int64_
     float *u = TAKE(A, float, rows * D), *mu = TAKE(A, float, rows * c->hc_mult), *lg = TAKE(A, float, rows * V);
     if (!u || !mu || !lg)
         return err->code;
+    g->have_lg = 0;
     if (dsv4_cu_hc_head(&hh, &d, g->w.norm, X + r0 * c->hc_mult * D, rows, mu, u, NULL, err) ||
-        dsv4_cu_linear(&g->w.head, u, rows, lg, 0, NULL, err) || dsv4_cu_sync(NULL, err) ||
+        dsv4_cu_linear(&g->w.head, u, rows, lg, 0, NULL, err) ||
+        dsv4_cu_copy(g->last_lg, lg + (rows - 1) * V, (size_t)V * sizeof(float), err) || dsv4_cu_sync(NULL, err) ||
         dsv4_cu_download(logits, lg, (size_t)(rows * V) * sizeof(float), err))
         return err->code;
+    g->have_lg = 1;
     return 0;
 }
 
@@ -410,6 +413,7 @@ int dsv4_cuforward(dsv4_cuengine *g, dsv4_cukv *kv, const uint32_t *tokens, int6
         return dsv4_err_set(err, DSV4_E_RANGE, "position %lld is beyond max_position_embeddings %lld",
                             (long long)(s->n_tokens + n - 1), (long long)c->max_position);
     struct arena A = { &g->sc, 0, NULL, 0, 0, err };
+    g->have_lg = 0;
     int rc = forward(g, &A, kv, tokens, n, logits_mode, logits, hidden, err);
     dsv4_err e2 = DSV4_ERR_INIT;
     if (dsv4_cu_sync(NULL, rc ? &e2 : err) && !rc)

@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "kvstate.h"
 #include "safetensors.h"
+#include "sample.h"
 #include "../unit/logit_stats.h"
 
 struct fx {
@@ -223,6 +224,51 @@ out:
     fx_close(&f);
 }
 
+/* Sampling on the device from the engine's last logits gives dsv4_sample's
+ * token for the same draw. */
+TEST(sampling)
+{
+    struct fx f;
+    if (fx_open(&f, "tiny-v4-swa")) {
+        CHECK(!"fixture opens");
+        return;
+    }
+    dsv4_err err = DSV4_ERR_INIT;
+    dsv4_cukv *ds = NULL;
+    dsv4_sampler *smp = NULL;
+    int64_t V = f.cfg.vocab_size;
+    float *lg = kt_malloc((size_t)V * sizeof *lg);
+    uint32_t tok = 0;
+    CHECK_EQ_INT(dsv4_cuengine_sample(f.g, &(dsv4_sample_opts)DSV4_SAMPLE_OPTS_INIT, 1, 0, &tok, &err),
+                 DSV4_E_INVALID);   /* nothing computed yet */
+    KT_OK(dsv4_cukv_new(&ds, &f.cfg, 0, &err), &err);
+    KT_OK(dsv4_sampler_new(&smp, V, &err), &err);
+    if (ds && smp && dsv4_cuforward(f.g, ds, f.tokens, 5, DSV4_LOGITS_LAST, lg, NULL, &err) == 0) {
+        const dsv4_sample_opts opts[] = { { 0, 1, 0, 0 }, { 1, 1, 0, 0 }, { 0.7, 0.9, 40, 0 }, { 1.3, 1, 0, 0.05 } };
+        int same = 0, total = 0;
+        for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+            for (uint64_t seed = 1; seed <= 25; seed++) {
+                uint32_t want = 0, got = 1;
+                if (dsv4_sample(smp, lg, &opts[i], dsv4_sample_uniform(seed, 5), &want, &err) ||
+                    dsv4_cuengine_sample(f.g, &opts[i], seed, 5, &got, &err)) {
+                    fprintf(stderr, "sample: %s\n", err.msg);
+                    CHECK(0);
+                    break;
+                }
+                same += got == want;
+                total++;
+            }
+        printf("  %d of %d draws give the CPU's token\n", same, total);
+        CHECK_EQ_INT(same, total);
+    } else {
+        CHECK(!"forward");
+    }
+    dsv4_sampler_free(smp);
+    dsv4_cukv_free(ds);
+    free(lg);
+    fx_close(&f);
+}
+
 TEST(bad_arguments)
 {
     struct fx f;
@@ -250,7 +296,7 @@ TEST(bad_arguments)
  * tests cover the kernels there. */
 #if TEST_SANITIZED && defined(DSV4_CU_EMU)
 TEST(whole_model) { printf("  whole-model cases skipped under sanitizers on the emulated device\n"); }
-KTEST_MAIN(T(bad_arguments), T(whole_model))
+KTEST_MAIN(T(bad_arguments), T(sampling), T(whole_model))
 #else
-KTEST_MAIN(T(bad_arguments), T(state_round_trip_and_cross_resume), T(swa), T(csa), T(hca), T(six_layers))
+KTEST_MAIN(T(bad_arguments), T(sampling), T(state_round_trip_and_cross_resume), T(swa), T(csa), T(hca), T(six_layers))
 #endif
