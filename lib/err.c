@@ -31,7 +31,16 @@ int dsv4_err_prefix(dsv4_err *err, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+    /* "pre: old", cut to fit (the start matters most) */
+    size_t cap = sizeof err->msg - 1, n = strlen(pre);
+    n = n < cap ? n : cap;
+    memcpy(err->msg, pre, n);
+    for (const char *p = ": "; *p && n < cap; p++)
+        err->msg[n++] = *p;
+    size_t k = strnlen(old, sizeof old);
+    k = k < cap - n ? k : cap - n;
+    memcpy(err->msg + n, old, k);
+    err->msg[n + k] = '\0';
     return err->code;
 }
 
