@@ -20,9 +20,24 @@ thread_local dim3 blockDim, gridDim;
 // Switching fibers: swapcontext saves and restores the signal mask with a
 // system call each time, which dominated the emulator's run time; on x86-64
 // a six-register switch does the same job for code that never changes the
-// signal mask or the FP control words between switches.  ASan builds keep
-// ucontext, which ASan knows how to follow.
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(DSV4_EMU_UCONTEXT)
+// signal mask or the FP control words between switches.  Under ASan each
+// switch is announced with the sanitizer's fiber calls, so that it follows
+// the stacks (it only warns about, and may misread, swapcontext).
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMU_ASAN 1
+#endif
+#endif
+#ifndef EMU_ASAN
+#define EMU_ASAN 0
+#endif
+#if EMU_ASAN
+extern "C" void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+extern "C" void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old, size_t *size_old);
+#endif
+#if defined(__x86_64__) && !defined(DSV4_EMU_UCONTEXT)
 #define EMU_FAST_SWITCH 1
 extern "C" void dsv4_emu_switch(void **save_sp, void *load_sp);
 asm(".text\n"
@@ -47,6 +62,7 @@ enum { RUN, AT_BLOCK, AT_WARP, DONE };
 struct Fiber {
 #if EMU_FAST_SWITCH
     void *sp;
+    char *stack;                         // its stack's lowest byte (ASan's bookkeeping)
 #else
     ucontext_t ctx;
 #endif
@@ -70,6 +86,8 @@ struct Block {
     unsigned char *smem = nullptr;
 #if EMU_FAST_SWITCH
     void *sched_sp = nullptr;
+    const void *sched_bottom = nullptr; // the scheduler's stack, as ASan reports it
+    size_t sched_size = 0;
 #endif
 };
 
@@ -93,7 +111,15 @@ void set_coords(const Block &b, int i)
 void to_sched(Fiber &f)
 {
 #if EMU_FAST_SWITCH
+#if EMU_ASAN
+    void *fake = nullptr;
+    Block *b = cur_block;
+    __sanitizer_start_switch_fiber(f.state == DONE ? nullptr : &fake, b->sched_bottom, b->sched_size);
+    dsv4_emu_switch(&f.sp, b->sched_sp);
+    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
     dsv4_emu_switch(&f.sp, cur_block->sched_sp);
+#endif
 #else
     if (swapcontext(&f.ctx, &cur_block->sched) != 0)
         die("swapcontext failed");
@@ -103,7 +129,14 @@ void to_sched(Fiber &f)
 void to_fiber(Block &b, Fiber &f)
 {
 #if EMU_FAST_SWITCH
+#if EMU_ASAN
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(&fake, f.stack, kStack);
     dsv4_emu_switch(&b.sched_sp, f.sp);
+    __sanitizer_finish_switch_fiber(fake, &b.sched_bottom, &b.sched_size);
+#else
+    dsv4_emu_switch(&b.sched_sp, f.sp);
+#endif
 #else
     if (swapcontext(&b.sched, &f.ctx) != 0)
         die("swapcontext failed");
@@ -113,6 +146,9 @@ void to_fiber(Block &b, Fiber &f)
 void fiber_main()
 {
     Block *b = cur_block;
+#if EMU_FAST_SWITCH && EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, &b->sched_bottom, &b->sched_size);
+#endif
     (*b->body)();
     b->fib[b->cur].state = DONE;
 #if EMU_FAST_SWITCH
@@ -134,6 +170,7 @@ void fiber_init(Block &b, Fiber &f, char *stack, int i)
     for (int r = 0; r < 6; r++)
         *--sp = nullptr;
     f.sp = sp;
+    f.stack = stack;
 #else
     if (getcontext(&f.ctx) != 0)
         die("getcontext failed");

@@ -36,6 +36,11 @@ int dsv4_cuengine_logits(dsv4_cuengine *g, const float *hidden, int64_t n, float
 {
     return no_cuda(err);
 }
+int dsv4_cumtp_forward(dsv4_cuengine *g, dsv4_cukv *s, const float *hidden, const uint32_t *next_tokens,
+                       int64_t n, int logits_mode, float *logits, dsv4_err *err)
+{
+    return no_cuda(err);
+}
 int dsv4_cuengine_sample(dsv4_cuengine *g, const dsv4_sample_opts *o, uint64_t seed, int64_t pos, uint32_t *token,
                          dsv4_err *err)
 {

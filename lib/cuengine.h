@@ -53,6 +53,10 @@ int64_t dsv4_cukv_tokens(const dsv4_cukv *d);
 /* As dsv4_forward, on the device: tokens, logits and hidden are host memory. */
 int dsv4_cuforward(dsv4_cuengine *g, dsv4_cukv *s, const uint32_t *tokens, int64_t n, int logits_mode,
                    float *logits, float *hidden, dsv4_err *err);
+/* As dsv4_mtp_forward (the MTP draft block at positions s->n_mtp ...), on
+ * the device: hidden, next_tokens and logits are host memory. */
+int dsv4_cumtp_forward(dsv4_cuengine *g, dsv4_cukv *s, const float *hidden, const uint32_t *next_tokens,
+                       int64_t n, int logits_mode, float *logits, dsv4_err *err);
 /* As dsv4_engine_logits, on the device (host arrays). */
 int dsv4_cuengine_logits(dsv4_cuengine *g, const float *hidden, int64_t n, float *logits, dsv4_err *err);
 

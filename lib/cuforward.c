@@ -338,18 +338,18 @@ static int block(dsv4_cuengine *g, struct arena *A, int l, dsv4_cukv *kv, struct
 
 /* Logits of rows [r0, n) of the streams X (HCHead, final norm, head) to the
  * host array logits. */
-static int head_logits(dsv4_cuengine *g, struct arena *A, const float *X, int64_t r0, int64_t n, float *logits,
-                       dsv4_err *err)
+static int head_logits(dsv4_cuengine *g, struct arena *A, const dsv4_hc_w *hcw, const float *nw, const float *X,
+                       int64_t r0, int64_t n, float *logits, dsv4_err *err)
 {
     const dsv4_config *c = &g->c;
     int64_t rows = n - r0, D = c->dim, V = c->vocab_size;
     dsv4_cu_hc_dims d = hc_dims(c);
-    dsv4_cu_hc_w hh = hc_w(&g->w.hc_head);
+    dsv4_cu_hc_w hh = hc_w(hcw);
     float *u = TAKE(A, float, rows * D), *mu = TAKE(A, float, rows * c->hc_mult), *lg = TAKE(A, float, rows * V);
     if (!u || !mu || !lg)
         return err->code;
     g->have_lg = 0;
-    if (dsv4_cu_hc_head(&hh, &d, g->w.norm, X + r0 * c->hc_mult * D, rows, mu, u, NULL, err) ||
+    if (dsv4_cu_hc_head(&hh, &d, nw, X + r0 * c->hc_mult * D, rows, mu, u, NULL, err) ||
         dsv4_cu_linear(&g->w.head, u, rows, lg, 0, NULL, err) ||
         dsv4_cu_copy(g->last_lg, lg + (rows - 1) * V, (size_t)V * sizeof(float), err) || dsv4_cu_sync(NULL, err) ||
         dsv4_cu_download(logits, lg, (size_t)(rows * V) * sizeof(float), err))
@@ -358,30 +358,39 @@ static int head_logits(dsv4_cuengine *g, struct arena *A, const float *X, int64_
     return 0;
 }
 
+/* The activations of n tokens, their ids on the device, the status zeroed. */
+static int acts_take(dsv4_cuengine *g, struct arena *A, struct acts *a, int64_t n, const uint32_t *tokens,
+                     dsv4_err *err)
+{
+    int64_t D = g->c.dim, hc = g->c.hc_mult;
+    int32_t zero = 0;
+    a->X = TAKE(A, float, n * hc * D);
+    a->x = TAKE(A, float, n * D);
+    a->y = TAKE(A, float, n * D);
+    a->post = TAKE(A, float, n * hc);
+    a->comb = TAKE(A, float, n * hc * hc);
+    a->mu = TAKE(A, float, n * (2 + hc) * hc);
+    a->tokens = TAKE(A, uint32_t, n);
+    a->status = TAKE(A, int32_t, 1);
+    if (!a->X || !a->x || !a->y || !a->post || !a->comb || !a->mu || !a->tokens || !a->status ||
+        dsv4_cu_upload(a->status, &zero, sizeof zero, err) ||
+        dsv4_cu_upload(a->tokens, tokens, (size_t)n * sizeof *tokens, err))
+        return err->code;
+    return 0;
+}
+
 static int forward(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const uint32_t *tokens, int64_t n,
                    int logits_mode, float *logits, float *hidden, dsv4_err *err)
 {
     const dsv4_config *c = &g->c;
     int64_t D = c->dim, hc = c->hc_mult, pos0 = kv->s.n_tokens, HD = hc * D;
-    int64_t nmu = (2 + hc) * hc;
     struct acts a;
-    a.X = TAKE(A, float, n * HD);
-    a.x = TAKE(A, float, n * D);
-    a.y = TAKE(A, float, n * D);
-    a.post = TAKE(A, float, n * hc);
-    a.comb = TAKE(A, float, n * hc * hc);
-    a.mu = TAKE(A, float, n * nmu);
-    a.tokens = TAKE(A, uint32_t, n);
-    a.status = TAKE(A, int32_t, 1);
-    if (!a.X || !a.x || !a.y || !a.post || !a.comb || !a.mu || !a.tokens || !a.status)
-        return err->code;
     int32_t st = 0;
-    if (dsv4_cu_upload(a.status, &st, sizeof st, err))
+    if (acts_take(g, A, &a, n, tokens, err))
         return err->code;
     const void *ew = g->w.embed.w;
     int et = g->w.embed.kind == DSV4_WT_F32 ? DSV4_CU_EMBED_F32 : DSV4_CU_EMBED_BF16;
-    if (dsv4_cu_upload(a.tokens, tokens, (size_t)n * sizeof *tokens, err) ||
-        dsv4_cu_embed(a.tokens, n, ew, et, c->vocab_size, D, hc, a.X, NULL, NULL, err))
+    if (dsv4_cu_embed(a.tokens, n, ew, et, c->vocab_size, D, hc, a.X, NULL, NULL, err))
         return err->code;
     for (int l = 0; l < c->n_layers; l++) {
         if (block(g, A, l, kv, &a, n, pos0, err))
@@ -394,9 +403,9 @@ static int forward(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const uint3
     if (hidden && (dsv4_cu_sync(NULL, err) || dsv4_cu_download(hidden, a.X, (size_t)(n * HD) * sizeof(float), err)))
         return err->code;
     if (logits_mode == DSV4_LOGITS_LAST)
-        return head_logits(g, A, a.X, n - 1, n, logits, err);
+        return head_logits(g, A, &g->w.hc_head, g->w.norm, a.X, n - 1, n, logits, err);
     if (logits_mode == DSV4_LOGITS_ALL)
-        return head_logits(g, A, a.X, 0, n, logits, err);
+        return head_logits(g, A, &g->w.hc_head, g->w.norm, a.X, 0, n, logits, err);
     return dsv4_cu_sync(NULL, err);
 }
 
@@ -433,8 +442,64 @@ int dsv4_cuengine_logits(dsv4_cuengine *g, const float *hidden, int64_t n, float
     if (!rc && dsv4_cu_upload(X, hidden, bytes, err))
         rc = err->code;
     if (!rc)
-        rc = head_logits(g, &A, X, 0, n, logits, err);
+        rc = head_logits(g, &A, &g->w.hc_head, g->w.norm, X, 0, n, logits, err);
     arena_end(&A);
+    return rc;
+}
+
+/* The MTP block (engine.c dsv4_mtp_forward): row i joins the backbone's
+ * streams hidden[i] with the embedding of next_tokens[i]. */
+static int mtp(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const float *hidden, const uint32_t *next,
+               int64_t n, int logits_mode, float *logits, dsv4_err *err)
+{
+    const dsv4_config *c = &g->c;
+    int64_t D = c->dim, hc = c->hc_mult, pos0 = kv->s.n_mtp;
+    int l = (int)c->n_layers;
+    const dsv4_layer_w *L = &g->w.layers[l];
+    float eps = (float)c->norm_eps;
+    struct acts a;
+    if (acts_take(g, A, &a, n, next, err))
+        return err->code;
+    float *Xh = TAKE(A, float, n * hc * D);
+    void *qs = take(A, dsv4_cu_linear_q_scratch(n * hc, D));
+    if (!Xh || !qs)
+        return err->code;
+    const void *ew = g->w.embed.w;
+    int et = g->w.embed.kind == DSV4_WT_F32 ? DSV4_CU_EMBED_F32 : DSV4_CU_EMBED_BF16;
+    if (dsv4_cu_embed(a.tokens, n, ew, et, c->vocab_size, D, 1, a.x, NULL, NULL, err) ||
+        dsv4_cu_rmsnorm(a.x, L->enorm, n, D, eps, a.x, NULL, err) ||
+        dsv4_cu_upload(Xh, hidden, (size_t)(n * hc * D) * sizeof(float), err) ||
+        dsv4_cu_rmsnorm(Xh, L->hnorm, n * hc, D, eps, Xh, NULL, err) ||
+        dsv4_cu_linear_q(&L->e_proj, a.x, n, a.y, qs, NULL, err) ||
+        dsv4_cu_linear_q(&L->h_proj, Xh, n * hc, a.X, qs, NULL, err) ||
+        dsv4_cu_add_bcast_bf16(a.X, a.y, n, hc, D, NULL, err))
+        return err->code;
+    if (block(g, A, l, kv, &a, n, pos0, err))
+        return dsv4_err_prefix(err, "MTP block");
+    if (logits_mode == DSV4_LOGITS_LAST)
+        return head_logits(g, A, &L->hc_head, L->mnorm, a.X, n - 1, n, logits, err);
+    if (logits_mode == DSV4_LOGITS_ALL)
+        return head_logits(g, A, &L->hc_head, L->mnorm, a.X, 0, n, logits, err);
+    return dsv4_cu_sync(NULL, err);
+}
+
+int dsv4_cumtp_forward(dsv4_cuengine *g, dsv4_cukv *kv, const float *hidden, const uint32_t *next_tokens,
+                       int64_t n, int logits_mode, float *logits, dsv4_err *err)
+{
+    const dsv4_config *c = &g->c;
+    if (c->n_mtp_layers < 1)
+        return dsv4_err_set(err, DSV4_E_UNSUPPORTED, "the model has no MTP block");
+    if (dsv4_check_tokens(c, next_tokens, n, kv->s.n_mtp, err))
+        return err->code;
+    struct arena A = { &g->sc, 0, NULL, 0, 0, err };
+    g->have_lg = 0;
+    int rc = mtp(g, &A, kv, hidden, next_tokens, n, logits_mode, logits, err);
+    dsv4_err e2 = DSV4_ERR_INIT;
+    if (dsv4_cu_sync(NULL, rc ? &e2 : err) && !rc)
+        rc = err->code;
+    arena_end(&A);
+    if (!rc)
+        kv->s.n_mtp += n;
     return rc;
 }
 

@@ -85,17 +85,18 @@ static void check(const char *what, struct stats s, double median, double p99, d
 }
 
 /* Prefill tokens[0..n) in chunks on the CPU (g = NULL) or the device. */
-static int prefill(struct fx *f, int gpu, dsv4_kvstate *hs, dsv4_cukv *ds, int64_t p0, int64_t n, int64_t chunk,
-                   float *logits)
+static int prefill_h(struct fx *f, int gpu, dsv4_kvstate *hs, dsv4_cukv *ds, int64_t p0, int64_t n, int64_t chunk,
+                     float *logits, float *hidden)
 {
     dsv4_err err = DSV4_ERR_INIT;
     int64_t V = f->cfg.vocab_size;
     for (int64_t p = p0; p < p0 + n; p += chunk) {
         int64_t m = p0 + n - p < chunk ? p0 + n - p : chunk;
         float *lg = logits ? logits + (p - p0) * V : NULL;
+        float *hd = hidden ? hidden + (p - p0) * f->cfg.hc_mult * f->cfg.dim : NULL;
         int mode = logits ? DSV4_LOGITS_ALL : DSV4_LOGITS_NONE;
-        int rc = gpu ? dsv4_cuforward(f->g, ds, f->tokens + p, m, mode, lg, NULL, &err)
-                     : dsv4_forward(f->e, hs, f->tokens + p, m, mode, lg, NULL, &err);
+        int rc = gpu ? dsv4_cuforward(f->g, ds, f->tokens + p, m, mode, lg, hd, &err)
+                     : dsv4_forward(f->e, hs, f->tokens + p, m, mode, lg, hd, &err);
         if (rc) {
             fprintf(stderr, "%s: %s forward at %lld: %s\n", f->name, gpu ? "GPU" : "CPU", (long long)p, err.msg);
             test_failed_checks++;
@@ -104,6 +105,12 @@ static int prefill(struct fx *f, int gpu, dsv4_kvstate *hs, dsv4_cukv *ds, int64
         }
     }
     return 0;
+}
+
+static int prefill(struct fx *f, int gpu, dsv4_kvstate *hs, dsv4_cukv *ds, int64_t p0, int64_t n, int64_t chunk,
+                   float *logits)
+{
+    return prefill_h(f, gpu, hs, ds, p0, n, chunk, logits, NULL);
 }
 
 static int64_t prompt_len(const struct fx *f)
@@ -128,14 +135,16 @@ static void logits_case(const char *name, struct bounds gc, struct bounds ref, i
     printf("%s\n", name);
     int64_t V = f.cfg.vocab_size, n = prompt_len(&f);
     const dsv4_tensor *gt = dsv4_st_find(f.gold, "logits_prefill");
+    int64_t HD = f.cfg.hc_mult * f.cfg.dim;
     float *cl = kt_malloc((size_t)(n * V) * sizeof *cl), *gl = kt_malloc((size_t)(n * V) * sizeof *gl);
+    float *ch = kt_malloc((size_t)(n * HD) * sizeof *ch), *gh = kt_malloc((size_t)(n * HD) * sizeof *gh);
     for (int compact = 0; compact < layouts; compact++) {
         dsv4_err err = DSV4_ERR_INIT;
         dsv4_kvstate *hs = NULL;
         dsv4_cukv *ds = NULL;
         KT_OK(dsv4_kv_new(&hs, &f.cfg, compact, &err), &err);
         KT_OK(dsv4_cukv_new(&ds, &f.cfg, compact, &err), &err);
-        if (hs && ds && !prefill(&f, 0, hs, NULL, 0, n, n, cl) && !prefill(&f, 1, NULL, ds, 0, n, n, gl)) {
+        if (hs && ds && !prefill_h(&f, 0, hs, NULL, 0, n, n, cl, ch) && !prefill_h(&f, 1, NULL, ds, 0, n, n, gl, gh)) {
             char what[96];
             snprintf(what, sizeof what, "%s GPU vs CPU", compact ? "compact" : "bf16");
             check(what, compare(gl, cl, n, V), gc.median, gc.p99, gc.argmax);
@@ -146,6 +155,20 @@ static void logits_case(const char *name, struct bounds gc, struct bounds ref, i
                 check("bf16 GPU vs reference", compare(gl, gt->data, n, V),
                       whole ? ref.median : 1.25 * c.median + 1e-6, whole ? ref.p99 : 1.25 * c.p99 + 1e-4,
                       whole ? ref.argmax : c.argmax - 0.03);
+                /* the MTP block on each backend's own streams: as close to
+                 * the reference as the CPU's MTP rows */
+                const dsv4_tensor *mt = dsv4_st_find(f.gold, "mtp_logits");
+                KT_OK(dsv4_mtp_forward(f.e, hs, ch, f.tokens + 1, n - 1, DSV4_LOGITS_ALL, cl, &err), &err);
+                KT_OK(dsv4_cumtp_forward(f.g, ds, gh, f.tokens + 1, n - 1, DSV4_LOGITS_ALL, gl, &err), &err);
+                /* the MTP rows read each backend's own streams through a
+                 * window: one flipped position upstream moves every later
+                 * row a little (CSA), so the bound is the reference's */
+                check("MTP GPU vs CPU", compare(gl, cl, n - 1, V), gc.median > 0.05 ? gc.median : 0.05,
+                      gc.p99 > 0.2 ? gc.p99 : 0.2, gc.argmax < 0.9 ? gc.argmax : 0.9);
+                struct stats cm = compare(cl, mt->data, n - 1, V);
+                check("MTP CPU vs reference", cm, 1, 1, 0);
+                check("MTP GPU vs reference", compare(gl, mt->data, n - 1, V), 1.25 * cm.median + 1e-6,
+                      1.25 * cm.p99 + 1e-4, cm.argmax - 0.03);
             }
         }
         dsv4_kv_free(hs);
@@ -153,6 +176,8 @@ static void logits_case(const char *name, struct bounds gc, struct bounds ref, i
     }
     free(cl);
     free(gl);
+    free(ch);
+    free(gh);
     fx_close(&f);
 }
 
