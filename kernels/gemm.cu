@@ -4,10 +4,12 @@
 // in spec/ARCH.md §3.2–3.4.
 //
 // Structure of the sums, as on the CPU: products of codes are summed per
-// weight block (FP8: 128 columns, FP4: 32-column groups; BF16/F32 under
-// linear_q: 128 columns of scale 1), each block sum is multiplied by the
-// activation scale times the weight scale — both powers of two, so that
-// multiply is exact — and added to an f32 accumulator.  The CPU accumulates
+// weight block (FP8: 128 columns, FP4: 32-column groups, Q2/Q3: their 64-
+// and 32-column blocks of integer levels; BF16/F32 under linear_q: 128
+// columns of scale 1), each block sum is multiplied by the activation scale
+// times the weight scale — both powers of two for FP8/FP4, so that multiply
+// is exact; a Q2/Q3 scale is 2^(e/4), one more f32 rounding per block — and
+// added to an f32 accumulator.  The CPU accumulates
 // in double and rounds once; here f32 partial sums are formed in another
 // order, so results differ by f32 rounding (bounded in the test), and after
 // bf16 rounding a small fraction of outputs differ by one bf16 ulp.
@@ -19,8 +21,13 @@
 //  - gemv<KIND, QUANT, VEC>: one warp per output row, 8 rows per block, up
 //    to 8 rows of x per pass (grid.y walks further rows).  Each lane takes
 //    16-byte chunks of the weight row (16 FP8 codes, 32 FP4 codes, 8 bf16, 4
-//    f32: never straddling a scale block), so every weight byte is read once
-//    per 8 rows of x, in coalesced 512-byte warp loads.  Bound: weight bytes
+//    f32, one 64-weight Q2 block: never straddling a scale block; Q3: one
+//    12-byte block of 32 weights, three u32 loads), so every weight byte is
+//    read once per 8 rows of x, in coalesced warp loads (Q3: 384 bytes).
+//    Q2/Q3 decode their levels with shifts and masks (quant.cuh); at 2.125
+//    and 3.25 bits per weight the ALU work per byte is higher than FP4's, and
+//    the per-lane e4m3 decode of x dominates — staging x as f32 in shared
+//    memory matters more for them.  Bound: weight bytes
 //    (decode is bandwidth-bound).  Faster: x staged in shared memory as f32
 //    (now re-read from L1 and decoded per output row), more loads in flight
 //    per lane, split-k for small n.
@@ -36,6 +43,7 @@
 //    checked here only against the emulated twin (mma_e4m3 below).
 #include "common.cuh"
 #include "gpu_gemm.h"
+#include "quant.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +111,55 @@ template <> struct chunk_cols<DSV4_WT_FP8>  { static constexpr int v = 16; };
 template <> struct chunk_cols<DSV4_WT_FP4>  { static constexpr int v = 32; };
 template <> struct chunk_cols<DSV4_WT_BF16> { static constexpr int v = 8; };
 template <> struct chunk_cols<DSV4_WT_F32>  { static constexpr int v = 4; };
+template <> struct chunk_cols<DSV4_WT_Q2>   { static constexpr int v = 64; };   // one block, 16 bytes
+template <> struct chunk_cols<DSV4_WT_Q3>   { static constexpr int v = 32; };   // one block, 12 bytes
+
+// Bytes of one weight row of k columns (Q2/Q3: k a multiple of the block).
+template <int KIND> __device__ __forceinline__ int64_t row_bytes(int64_t k)
+{
+    return KIND == DSV4_WT_FP8 ? k : KIND == DSV4_WT_FP4 ? (k + 1) / 2 : KIND == DSV4_WT_BF16 ? 2 * k
+         : KIND == DSV4_WT_F32 ? 4 * k : KIND == DSV4_WT_Q2 ? k / 4 : k / 32 * 12;
+}
+// Columns per weight scale along k (0: none, or FP8's 128x128 blocks).
+template <int KIND> struct scale_group { static constexpr int v = KIND == DSV4_WT_FP4 ? 32 : KIND == DSV4_WT_Q2 ? 64
+                                                                : KIND == DSV4_WT_Q3 ? 32 : 0; };
+
+__device__ __forceinline__ uint32_t ld_u32(const uint8_t *p)
+{
+    return (uint32_t)__ldg(p) | (uint32_t)__ldg(p + 1) << 8 | (uint32_t)__ldg(p + 2) << 16 |
+           (uint32_t)__ldg(p + 3) << 24;
+}
+
+// Levels of a Q2 (64) or Q3 (32) block at p (VEC: p 16-byte (Q2) or 4-byte
+// (Q3) aligned, read as words; else byte by byte).
+template <int KIND, bool VEC>
+__device__ __forceinline__ void load_qblock(const uint8_t *__restrict__ p, float *o)
+{
+    if constexpr (KIND == DSV4_WT_Q2) {
+        uint32_t w[4];
+        if constexpr (VEC) {
+            const uint4 u = __ldg(reinterpret_cast<const uint4 *>(p));
+            w[0] = u.x; w[1] = u.y; w[2] = u.z; w[3] = u.w;
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                w[j] = ld_u32(p + 4 * j);
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int i = 0; i < 16; i++)
+                o[16 * j + i] = (float)dsv4k::q2_level(w[j], i);
+    } else {
+        uint32_t w[3];
+#pragma unroll
+        for (int j = 0; j < 3; j++)
+            w[j] = VEC ? __ldg(reinterpret_cast<const uint32_t *>(p) + j) : ld_u32(p + 4 * j);
+#pragma unroll
+        for (int i = 0; i < 32; i++)
+            o[i] = (float)dsv4k::q3_level(w[0], w[1], w[2], i);
+    }
+}
 
 __device__ __forceinline__ void u32_e4m3x4(uint32_t u, float *o)
 {
@@ -125,7 +182,10 @@ template <int KIND, bool VEC>
 __device__ __forceinline__ void load_chunk(const uint8_t *__restrict__ wr, int64_t c0, int64_t k, float *o)
 {
     constexpr int C = chunk_cols<KIND>::v;
-    if constexpr (VEC) {
+    if constexpr (KIND == DSV4_WT_Q2 || KIND == DSV4_WT_Q3) {
+        (void)k;    // k is a multiple of the block: a chunk is one whole block
+        load_qblock<KIND, VEC>(wr + c0 / C * (KIND == DSV4_WT_Q2 ? 16 : 12), o);
+    } else if constexpr (VEC) {
         const uint4 u = __ldg(reinterpret_cast<const uint4 *>(
             wr + (KIND == DSV4_WT_FP8 ? c0 : KIND == DSV4_WT_FP4 ? c0 / 2 : KIND == DSV4_WT_BF16 ? c0 * 2 : c0 * 4)));
         const uint32_t w[4] = { u.x, u.y, u.z, u.w };
@@ -177,10 +237,10 @@ gemv_kernel(const uint8_t *__restrict__ w, const uint8_t *__restrict__ s, int64_
         return;             // whole warp: no block barriers below
     const int64_t m0 = (int64_t)blockIdx.y * kMB;
     const int mc = (int)(M - m0 < kMB ? M - m0 : kMB);
-    const int64_t kb = (k + 127) / 128, ks = (k + 31) / 32;
-    const uint8_t *wr = w + r * (KIND == DSV4_WT_FP8 ? k : KIND == DSV4_WT_FP4 ? (k + 1) / 2
-                                 : KIND == DSV4_WT_BF16 ? 2 * k : 4 * k);
-    const uint8_t *sr = KIND == DSV4_WT_FP8 ? s + (r / 128) * kb : KIND == DSV4_WT_FP4 ? s + r * ks : s;
+    constexpr int G = scale_group<KIND>::v;
+    const int64_t kb = (k + 127) / 128, ks = G ? (k + G - 1) / G : 0;
+    const uint8_t *wr = w + r * row_bytes<KIND>(k);
+    const uint8_t *sr = KIND == DSV4_WT_FP8 ? s + (r / 128) * kb : G ? s + r * ks : s;
     float acc[kMB];
 #pragma unroll
     for (int m = 0; m < kMB; m++)
@@ -190,8 +250,17 @@ gemv_kernel(const uint8_t *__restrict__ w, const uint8_t *__restrict__ s, int64_
         const int64_t c0 = j * C;
         float wv[C];
         load_chunk<KIND, VEC>(wr, c0, k, wv);
-        const float ws = KIND == DSV4_WT_FP8 ? e8m0_f32(__ldg(sr + c0 / 128))
-                       : KIND == DSV4_WT_FP4 ? e8m0_f32(__ldg(sr + c0 / 32)) : 1.0f;
+        float ws = KIND == DSV4_WT_FP8 ? e8m0_f32(__ldg(sr + c0 / 128))
+                 : KIND == DSV4_WT_FP4 ? e8m0_f32(__ldg(sr + c0 / 32))
+                 : G ? dsv4k::qs8_f32(__ldg(sr + c0 / G)) : 1.0f;
+        if (!QUANT && G && KIND != DSV4_WT_FP4) {
+            // Q2/Q3 under linear: the CPU's dequantised weights level * d
+            // (rounded per weight, d is no power of two), then the dot
+#pragma unroll
+            for (int i = 0; i < C; i++)
+                wv[i] *= ws;
+            ws = 1.0f;
+        }
         const int cn = (int)(k - c0 < C ? k - c0 : C);
 #pragma unroll
         for (int m = 0; m < kMB; m++) {
@@ -204,7 +273,9 @@ gemv_kernel(const uint8_t *__restrict__ w, const uint8_t *__restrict__ s, int64_
                 for (int i = 0; i < C; i++)
                     if (i < cn)
                         p = fmaf(wv[i], e4m3_f32(__ldg(xq + xo + i)), p);   // exact products
-                // both scales are powers of two: the products below are exact
+                // sa is a power of two, so sa * ws is exact; for FP8/FP4 ws
+                // is one too and p * (sa * ws) exact; a Q2/Q3 scale is not,
+                // so that product rounds once per block (f32 tolerance)
                 p *= __ldg(sa + (m0 + m) * kb + c0 / 128) * ws;
             } else {
 #pragma unroll
@@ -252,6 +323,11 @@ int launch_gemv(const dsv4_wt *W, const uint8_t *xq, const float *sa, const floa
         return launch_gemv_vec<DSV4_WT_FP4, QUANT>(al && k % 32 == 0, W, xq, sa, xf, M, y, round, st, err);
     case DSV4_WT_BF16:
         return launch_gemv_vec<DSV4_WT_BF16, QUANT>(al && k % 8 == 0, W, xq, sa, xf, M, y, round, st, err);
+    case DSV4_WT_Q2:   // rows of k / 4 bytes, k a multiple of 64: 16-byte aligned with the base
+        return launch_gemv_vec<DSV4_WT_Q2, QUANT>(al, W, xq, sa, xf, M, y, round, st, err);
+    case DSV4_WT_Q3:   // 12-byte blocks: word loads need a 4-byte aligned base
+        return launch_gemv_vec<DSV4_WT_Q3, QUANT>(((uintptr_t)W->w & 3u) == 0, W, xq, sa, xf, M, y, round, st,
+                                                  err);
     default:
         return launch_gemv_vec<DSV4_WT_F32, QUANT>(al && k % 4 == 0, W, xq, sa, xf, M, y, round, st, err);
     }
@@ -450,17 +526,19 @@ int check_w(const char *op, const dsv4_wt *W, int64_t M, const float *y, dsv4_er
 {
     if (!W)
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: no weight", op);
-    if (W->kind == DSV4_WT_Q2 || W->kind == DSV4_WT_Q3)
-        return dsv4_err_set(err, DSV4_E_UNSUPPORTED, "%s: Q2/Q3 weights have no GPU kernel", op);
-    if (W->kind != DSV4_WT_FP8 && W->kind != DSV4_WT_FP4 && W->kind != DSV4_WT_BF16 && W->kind != DSV4_WT_F32)
+    const bool q = W->kind == DSV4_WT_Q2 || W->kind == DSV4_WT_Q3;
+    if (W->kind != DSV4_WT_FP8 && W->kind != DSV4_WT_FP4 && W->kind != DSV4_WT_BF16 && W->kind != DSV4_WT_F32 && !q)
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: weight kind %d", op, W->kind);
+    if (q && W->k % (W->kind == DSV4_WT_Q2 ? 64 : 32))
+        return dsv4_err_set(err, DSV4_E_INVALID, "%s: %s weight with k = %lld (a multiple of its block %d)", op,
+                            W->kind == DSV4_WT_Q2 ? "Q2" : "Q3", (long long)W->k, W->kind == DSV4_WT_Q2 ? 64 : 32);
     if (W->n < 0 || W->k < 0 || M < 0)
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: bad shape: weight [%lld, %lld], %lld rows", op,
                             (long long)W->n, (long long)W->k, (long long)M);
     if (W->n > (int64_t)kWarps * 0x7fffffff || M > (int64_t)kMB * 65535)
         return dsv4_err_set(err, DSV4_E_RANGE, "%s: %lld outputs x %lld rows is too large", op,
                             (long long)W->n, (long long)M);
-    if (W->n > 0 && M > 0 && (!y || (W->k > 0 && (!W->w || ((W->kind == DSV4_WT_FP8 || W->kind == DSV4_WT_FP4) && !W->s)))))
+    if (W->n > 0 && M > 0 && (!y || (W->k > 0 && (!W->w || ((W->kind == DSV4_WT_FP8 || W->kind == DSV4_WT_FP4 || q) && !W->s)))))
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: null %s pointer", op,
                             !y ? "output" : !W->w ? "weight" : "weight scale");
     return 0;

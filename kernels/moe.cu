@@ -18,7 +18,11 @@
 // of two e4m3 codes a multiple of 2^-18; the codes are turned into integers
 // (x 2^9 for e4m3, x 2 for e2m1) and each 32-column group summed exactly in
 // int32 (FP4: |sum| < 2^27) or int64 (FP8 blocks of 128), which is what
-// the CPU's double dot of the group gives.  Group terms are scaled as the
+// the CPU's double dot of the group gives.  Q2/Q3 routed experts (dsv4-quant,
+// lib/quant.h) are integer levels (|level| <= 6) times a QS8 block scale:
+// level x (e4m3 x 2^9) summed over 32 columns stays below 2^26 in int32,
+// and the block (Q2: 64 columns, Q3: 32) is scaled by the f32 product of
+// the activation scale and the QS8 value, as the CPU does.  Group terms are scaled as the
 // CPU scales them and summed in double in the CPU's order (one thread per
 // output), so the GEMMs are bit-identical to dsv4_linear_q.
 //
@@ -43,6 +47,7 @@
 // D/4-long dependent chain of double adds to keep the CPU's order).
 #include "gpu_moe.h"
 #include "common.cuh"
+#include "quant.cuh"
 
 #include <string.h>
 
@@ -312,13 +317,38 @@ struct gemm_args {
     float *out;                     // [grouped rows, nout]
 };
 
+// Weight encodings of the GEMM tiles (template tags).
+constexpr int K_FP4 = 0, K_FP8 = 1, K_Q2 = 2, K_Q3 = 3;
+
 // 32 weight columns [c0, c0 + 32) of row n as integers (value x 2 for e2m1,
-// x 2^9 for e4m3); returns whether an e4m3 code among them is NaN.
-template <int FP8>
+// x 2^9 for e4m3, the level for Q2/Q3); returns whether an e4m3 code among
+// them is NaN.
+template <int KT>
 __device__ __forceinline__ bool load32(const uint8_t *w, int64_t n, int64_t kin, int64_t c0, bool al, int *wi)
 {
     bool nan = false;
-    if (FP8) {
+    if (KT == K_Q2) {
+        // a row is kin / 4 bytes, 8 bytes (two words of 16 codes) per 32 columns
+        const uint8_t *p = w + n * (kin / 4) + c0 / 4;
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            uint32_t v = ld4(p + 4 * j, al);
+#pragma unroll
+            for (int b = 0; b < 16; b++)
+                wi[16 * j + b] = q2_level(v, b);
+        }
+        return false;
+    }
+    if (KT == K_Q3) {
+        // one 12-byte block per 32 columns: low pairs (two words), high bits
+        const uint8_t *p = w + n * (kin / 32 * 12) + c0 / 32 * 12;
+        uint32_t lo0 = ld4(p, al), lo1 = ld4(p + 4, al), hi = ld4(p + 8, al);
+#pragma unroll
+        for (int b = 0; b < 32; b++)
+            wi[b] = q3_level(lo0, lo1, hi, b);
+        return false;
+    }
+    if (KT == K_FP8) {
         const uint8_t *p = w + n * kin + c0;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -370,10 +400,11 @@ __device__ __forceinline__ void dot32(const uint32_t *xa, const int *lut, int nr
 }
 
 // One output column per thread, k in the CPU's order: per scale group (FP4:
-// 32 columns, the weight's group; FP8: 128, the weight's block) the exact
-// dot, times (double)(activation scale x weight scale), added to a double
-// accumulator group after group: the CPU's arithmetic step for step.
-template <int UP, int FP8>
+// 32 columns, the weight's group; FP8: 128, the weight's block; Q2: 64, Q3:
+// 32, their blocks) the exact dot, times (double)(activation scale x weight
+// scale), added to a double accumulator group after group: the CPU's
+// arithmetic step for step.
+template <int UP, int KT>
 __device__ void gemm_tile(const gemm_args &a, const uint8_t *wA, const uint8_t *sA, const uint8_t *wB,
                           const uint8_t *sB, int64_t r0, int nr, const uint32_t *xa, const int *lut,
                           const float *xsc)
@@ -382,8 +413,9 @@ __device__ void gemm_tile(const gemm_args &a, const uint8_t *wA, const uint8_t *
     if (n >= a.nout)
         return;
     bool al = ((uintptr_t)wA & 3) == 0 && (!UP || ((uintptr_t)wB & 3) == 0);
-    const int GW = FP8 ? 128 : 32;
-    const double mult = FP8 ? 0x1p-18 : 0x1p-10;   // the integer dots' unit
+    constexpr bool FP8 = KT == K_FP8;
+    const int GW = FP8 ? 128 : KT == K_Q2 ? 64 : 32;
+    const double mult = FP8 ? 0x1p-18 : KT == K_FP4 ? 0x1p-10 : 0x1p-9;   // the integer dots' unit
     int64_t kin = a.kin, kb = kin / 128;
     double accA[TM], accB[TM];
 #pragma unroll
@@ -397,10 +429,10 @@ __device__ void gemm_tile(const gemm_args &a, const uint8_t *wA, const uint8_t *
             dA[r] = dB[r] = 0;
         for (int c = 0; c < GW; c += 32) {
             int wi[32];
-            nanA |= load32<FP8>(wA, n, kin, c0 + c, al, wi);
+            nanA |= load32<KT>(wA, n, kin, c0 + c, al, wi);
             dot32<FP8>(xa, lut, nr, kin, c0 + c, wi, dA);
             if (UP) {
-                nanB |= load32<FP8>(wB, n, kin, c0 + c, al, wi);
+                nanB |= load32<KT>(wB, n, kin, c0 + c, al, wi);
                 dot32<FP8>(xa, lut, nr, kin, c0 + c, wi, dB);
             }
         }
@@ -409,10 +441,14 @@ __device__ void gemm_tile(const gemm_args &a, const uint8_t *wA, const uint8_t *
             swA = e8m0_f32(sA[(n / 128) * kb + c0 / 128]);
             if (UP)
                 swB = e8m0_f32(sB[(n / 128) * kb + c0 / 128]);
-        } else {
+        } else if (KT == K_FP4) {
             swA = e8m0_f32(sA[n * (kin / 32) + c0 / 32]);
             if (UP)
                 swB = e8m0_f32(sB[n * (kin / 32) + c0 / 32]);
+        } else {
+            swA = qs8_f32(sA[n * (kin / GW) + c0 / GW]);   // dsv4_qs8_to_f32, bit-identical
+            if (UP)
+                swB = qs8_f32(sB[n * (kin / GW) + c0 / GW]);
         }
         swA = nanA ? qnan() : swA;
         swB = nanB ? qnan() : swB;
@@ -491,9 +527,13 @@ __global__ void __launch_bounds__(GT) gemm_kernel(gemm_args a)
         sB = sh ? a.sh_b.s : a.tab_b[e].s;
     }
     if (kind == DSV4_WT_FP8)
-        gemm_tile<UP, 1>(a, wA, sA, wB, sB, r0, nr, xa, lut, xsc);
+        gemm_tile<UP, K_FP8>(a, wA, sA, wB, sB, r0, nr, xa, lut, xsc);
+    else if (kind == DSV4_WT_Q2)
+        gemm_tile<UP, K_Q2>(a, wA, sA, wB, sB, r0, nr, xa, lut, xsc);
+    else if (kind == DSV4_WT_Q3)
+        gemm_tile<UP, K_Q3>(a, wA, sA, wB, sB, r0, nr, xa, lut, xsc);
     else
-        gemm_tile<UP, 0>(a, wA, sA, wB, sB, r0, nr, xa, lut, xsc);
+        gemm_tile<UP, K_FP4>(a, wA, sA, wB, sB, r0, nr, xa, lut, xsc);
 }
 
 // ---- combination ----------------------------------------------------------------
@@ -539,16 +579,21 @@ int check_layer(const dsv4_cu_moe_layer *L, const char *op, dsv4_err *err)
         return bad(err, op, "gate rows (must be n_experts)", L->gate.n);
     if (L->tid2eid ? L->n_vocab <= 0 : !L->gate_bias)
         return bad(err, op, L->tid2eid ? "n_vocab" : "gate_bias (NULL without tid2eid)", L->n_vocab);
-    if (L->expert_kind != DSV4_WT_FP4 && L->expert_kind != DSV4_WT_FP8)
-        return bad(err, op, "expert_kind (FP4 or FP8)", L->expert_kind);
+    if (L->expert_kind != DSV4_WT_FP4 && L->expert_kind != DSV4_WT_FP8 && L->expert_kind != DSV4_WT_Q2 &&
+        L->expert_kind != DSV4_WT_Q3)
+        return bad(err, op, "expert_kind (FP4, FP8, Q2 or Q3)", L->expert_kind);
     if (!L->w1 || !L->w2 || !L->w3)
         return dsv4_err_set(err, DSV4_E_INVALID, "%s: NULL routed expert table", op);
     if (L->sw1.kind != DSV4_WT_NONE) {
         const dsv4_wt *s[3] = { &L->sw1, &L->sw3, &L->sw2 };
         for (int i = 0; i < 3; i++) {
             int64_t n = i < 2 ? L->inter : L->dim, k = i < 2 ? L->dim : L->inter;
-            if ((s[i]->kind != DSV4_WT_FP4 && s[i]->kind != DSV4_WT_FP8) || !s[i]->w || !s[i]->s)
-                return bad(err, op, "shared expert weight kind (FP4 or FP8 with bytes)", s[i]->kind);
+            if ((s[i]->kind != DSV4_WT_FP4 && s[i]->kind != DSV4_WT_FP8 && s[i]->kind != DSV4_WT_Q2 &&
+                 s[i]->kind != DSV4_WT_Q3) || !s[i]->w || !s[i]->s)
+                return bad(err, op, "shared expert weight kind (FP4, FP8, Q2 or Q3 with bytes)", s[i]->kind);
+            // the up kernel reads sw1 and sw3 as one kind (sw1's)
+            if (i == 1 && s[1]->kind != s[0]->kind)
+                return bad(err, op, "shared expert w3 kind (must be w1's)", s[1]->kind);
             if (s[i]->n != n || s[i]->k != k)
                 return bad(err, op, "shared expert weight rows", s[i]->n);
         }

@@ -8,10 +8,11 @@
  * major and dense: x [M, W->k], y [M, W->n]; y must not alias x.  The calls
  * launch on stream s (NULL = default) and return at once; they borrow every
  * pointer until the stream has run the work.  Returns 0 or a negative
- * DSV4_E_* (DSV4_E_INVALID naming the op and the bad value;
- * DSV4_E_UNSUPPORTED for Q2/Q3 weights, which have no GPU kernel yet).
+ * DSV4_E_* (DSV4_E_INVALID naming the op and the bad value).
  *
- * Weight kinds: FP8, FP4, BF16, F32.  Regimes: M <= 8 (decode) runs a GEMV
+ * Weight kinds: FP8, FP4, BF16, F32, and dsv4-quant's Q2 and Q3 (lib/quant.h;
+ * k must be a multiple of their block, 64 or 32, else DSV4_E_INVALID), read
+ * straight from their blocks.  Regimes: M <= 8 (decode) runs a GEMV
  * that reads every weight byte once; larger M runs the same SIMT kernel per
  * 8 rows of x, except FP8 weights in dsv4_cu_linear_q[_pre], which use FP8
  * tensor cores (mma.sync m16n8k32 e4m3, sm_89+) unless the environment has
@@ -22,7 +23,10 @@
  * double, in another order, so the f32 result differs by rounding (a few
  * f32 ulps of max |y| times a small factor growing with k); after rounding
  * to bf16 most outputs are identical and a small fraction (well under 1 %)
- * are one bf16 ulp apart. */
+ * are one bf16 ulp apart.  Q2/Q3 scales are not powers of two, so their
+ * block sums are rounded once more when scaled (f32 level, same bound);
+ * under dsv4_cu_linear their weights are level x scale rounded to f32 as
+ * the CPU's dequantised rows are. */
 #ifndef DSV4_GPU_GEMM_H
 #define DSV4_GPU_GEMM_H
 
@@ -47,8 +51,8 @@ int dsv4_cu_act_quant(const float *x, int64_t M, int64_t k, int block, uint8_t *
 size_t dsv4_cu_linear_q_scratch(int64_t M, int64_t k);
 
 /* y = dsv4_linear_q(W, x): x quantised per 128 columns (dsv4_cu_act_quant),
- * products of codes summed per weight block (FP8: 128, FP4: 32 columns;
- * BF16/F32: 128 with weight scale 1), scaled, accumulated over k in f32,
+ * products of codes summed per weight block (FP8: 128, FP4: 32, Q2: 64,
+ * Q3: 32 columns of levels; BF16/F32: 128 with weight scale 1), scaled, accumulated over k in f32,
  * output rounded to bf16.  scratch: dsv4_cu_linear_q_scratch(M, W->k) bytes
  * of device memory, or NULL to allocate (and free) it inside the call. */
 int dsv4_cu_linear_q(const dsv4_wt *W, const float *x, int64_t M, float *y, void *scratch,

@@ -2,7 +2,8 @@
  * lib/moe.c (dsv4_moe_chunk and its steps dsv4_moe_route, dsv4_moe_experts;
  * spec/ARCH.md §6): f32 router GEMM, sqrt-softplus scores, top-k with a
  * selection-only bias or hash routing through tid2eid, weights renormalised
- * x route_scale, routed experts (FP4 or FP8 weights) and the shared expert
+ * x route_scale, routed experts (FP4, FP8, or dsv4-quant's Q2/Q3 weights of
+ * lib/quant.h) and the shared expert
  * as clamped SwiGLU (w1, w3 -> SwiGLU x weight -> bf16 -> e4m3 per 128 ->
  * w2), combined per token in the CPU's order.
  *
@@ -19,7 +20,8 @@
  *  - GEMMs (w1, w3, w2 of routed and shared experts): bit-identical to
  *    dsv4_linear_q: each output is one thread doing the CPU's arithmetic in
  *    the CPU's order (exact integer dot per scale group, times the f32
- *    product of the two scales, summed in double group after group).
+ *    product of the two scales, summed in double group after group; Q2/Q3:
+ *    integer levels per 64/32-column block, times the QS8 scale).
  *  - expf/log1pf/sqrtf: the emulator uses glibc's, as the CPU, so emulated
  *    results are bit-identical; a real GPU's expf and log1pf differ from
  *    glibc by up to 2 ulp, so scores and routing weights may differ in the
@@ -55,11 +57,12 @@ typedef struct dsv4_cu_moe_layer {
     /* Routed experts: DEVICE arrays of E views each (an upload of the CPU's
      * dsv4_layer_w w1/w2/w3 arrays with their w and s pointing at device
      * copies); only .w and .s are read there: the kind is expert_kind
-     * (DSV4_WT_FP4 or DSV4_WT_FP8) for all, the shapes w1[e], w3[e] [I, D],
+     * (DSV4_WT_FP4, DSV4_WT_FP8, DSV4_WT_Q2 or DSV4_WT_Q3) for all, the shapes w1[e], w3[e] [I, D],
      * w2[e] [D, I]. */
     const dsv4_wt *w1, *w2, *w3;
     int expert_kind;
-    /* Shared expert (host views of device bytes), FP8 or FP4: sw1, sw3
+    /* Shared expert (host views of device bytes), FP8, FP4, Q2 or Q3 (sw1
+     * and sw3 of one kind; dsv4-quant's fit-80g makes them Q3): sw1, sw3
      * [I, D], sw2 [D, I] (one shared expert: n_shared_experts = 1);
      * sw1.kind == DSV4_WT_NONE: no shared expert. */
     dsv4_wt sw1, sw2, sw3;

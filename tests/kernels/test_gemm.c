@@ -24,6 +24,7 @@
 #include "codec.h"
 #include "gpu_gemm.h"
 #include "ops.h"
+#include "quant.h"
 
 static kt_rng rng;
 
@@ -62,12 +63,27 @@ static hw make_w(int kind, int64_t n, int64_t k)
             w[2 * i] = (uint8_t)b;
             w[2 * i + 1] = (uint8_t)(b >> 8);
         }
+    } else if (kind == DSV4_WT_Q2 || kind == DSV4_WT_Q3) {
+        /* dsv4-quant's encoding of random rows (k a multiple of the block) */
+        int fmt = kind == DSV4_WT_Q2 ? DSV4_QF_Q2 : DSV4_QF_Q3;
+        const dsv4_qfmt_info *q = dsv4_qfmt_get(fmt);
+        int64_t nb = k / q->block;
+        W.wb = (size_t)(n * nb * q->block_bytes);
+        W.sb = (size_t)(n * nb);
+        w = kt_malloc(W.wb);
+        s = kt_malloc(W.sb);
+        float *row = kt_malloc((size_t)k * sizeof *row);
+        for (int64_t r = 0; r < n; r++) {
+            kt_fill_norm(&rng, row, k, 0.05f);
+            dsv4_quant_row(fmt, row, k, w + r * nb * q->block_bytes, s + r * nb);
+        }
+        free(row);
     } else {
         W.wb = (size_t)(n * k) * 4;
         w = kt_malloc(W.wb);
         kt_fill_norm(&rng, (float *)w, n * k, 0.05f);
     }
-    if (W.sb) {
+    if (W.sb && !s) {
         s = kt_malloc(W.sb);
         for (size_t i = 0; i < W.sb; i++)
             s[i] = (uint8_t)(116 + kt_u32(&rng) % 12);
@@ -90,7 +106,8 @@ static void free_w(hw *W)
 
 static const char *kind_name(int kind)
 {
-    return kind == DSV4_WT_FP8 ? "fp8" : kind == DSV4_WT_FP4 ? "fp4" : kind == DSV4_WT_BF16 ? "bf16" : "f32";
+    return kind == DSV4_WT_FP8 ? "fp8" : kind == DSV4_WT_FP4 ? "fp4" : kind == DSV4_WT_BF16 ? "bf16"
+         : kind == DSV4_WT_Q2 ? "q2" : kind == DSV4_WT_Q3 ? "q3" : "f32";
 }
 
 static int ord_bf16(float f)
@@ -309,6 +326,59 @@ TEST(model_shapes)
     }
 }
 
+/* Q2/Q3 weights (dsv4-quant's encoder): several shapes, M = 1, 3, 9 (the
+ * GEMV's second pass over x), linear_q and linear, an unaligned weight
+ * base (the byte-wise loads). */
+TEST(quant_formats)
+{
+    rng = kt_seed(6);
+    static const int64_t Ms[] = { 1, 3, 9 };
+    for (int mi = 0; mi < 3; mi++) {
+        run_q(DSV4_WT_Q2, 200, 320, Ms[mi]);
+        run_q(DSV4_WT_Q2, 37, 64, Ms[mi]);
+        run_q(DSV4_WT_Q3, 130, 288, Ms[mi]);
+        run_q(DSV4_WT_Q3, 33, 32, Ms[mi]);
+        run_plain(DSV4_WT_Q2, 96, 192, Ms[mi], 0);
+        run_plain(DSV4_WT_Q3, 70, 224, Ms[mi], mi == 1);
+    }
+    /* tiny-v4 expert shapes and, cut down on the emulator, Flash ones */
+    run_q(DSV4_WT_Q2, 128, 128, 6);
+    run_q(DSV4_WT_Q3, 128, 128, 64);
+    if (ktest_emulated()) {
+        run_q(DSV4_WT_Q2, 256, 4096, 1);
+        run_q(DSV4_WT_Q3, 512, 2048, 2);
+    } else {
+        run_q(DSV4_WT_Q2, 2048, 4096, 1);
+        run_q(DSV4_WT_Q3, 2048, 4096, 6);
+        run_q(DSV4_WT_Q3, 4096, 2048, 64);
+    }
+    /* a weight whose base is 1 byte off alignment: the byte-wise loads */
+    for (int kind = DSV4_WT_Q2; kind <= DSV4_WT_Q3; kind++) {
+        int64_t n = 40, k = 192, M = 3;
+        hw W = make_w(kind, n, k);
+        uint8_t *off = kt_dev(NULL, W.wb + 1);
+        dsv4_err err = DSV4_ERR_INIT;
+        KT_OK(dsv4_cu_upload(off + 1, W.h.w, W.wb, &err), &err);
+        dsv4_wt Wd = W.d;
+        Wd.w = off + 1;
+        float *x = rand_x(M, k), *ref = kt_malloc((size_t)(M * n) * 4), *got = kt_malloc((size_t)(M * n) * 4);
+        KT_OK(dsv4_linear_q(NULL, &W.h, x, M, ref, &err), &err);
+        float *dx = kt_dev(x, (size_t)(M * k) * 4), *dy = kt_dev(NULL, (size_t)(M * n) * 4);
+        kt_poison(dy, (size_t)(M * n) * 4);
+        KT_OK(dsv4_cu_linear_q(&Wd, dx, M, dy, NULL, NULL, &err), &err);
+        if (!kt_get(got, dy, (size_t)(M * n) * 4))
+            check_bf16(kind == DSV4_WT_Q2 ? "linear_q q2 unaligned base" : "linear_q q3 unaligned base", got, ref,
+                       M * n, 0.01);
+        dsv4_cu_free(dx);
+        dsv4_cu_free(dy);
+        dsv4_cu_free(off);
+        free(x);
+        free(ref);
+        free(got);
+        free_w(&W);
+    }
+}
+
 /* Codes and scales quantised once, reused (the MoE path). */
 TEST(linear_q_pre)
 {
@@ -352,8 +422,15 @@ TEST(arguments)
     bad.kind = 42;
     CHECK_EQ_INT(dsv4_cu_linear_q(&bad, buf, 1, buf, NULL, NULL, &err), DSV4_E_INVALID);
     CHECK(strstr(err.msg, "linear_q") != NULL);
-    bad.kind = DSV4_WT_Q2;
-    CHECK_EQ_INT(dsv4_cu_linear(&bad, buf, 1, buf, 0, NULL, &err), DSV4_E_UNSUPPORTED);
+    bad.kind = DSV4_WT_Q2;      /* k = 4: not a multiple of Q2's block of 64 */
+    CHECK_EQ_INT(dsv4_cu_linear(&bad, buf, 1, buf, 0, NULL, &err), DSV4_E_INVALID);
+    CHECK(strstr(err.msg, "linear") != NULL && strstr(err.msg, "Q2") != NULL);
+    bad.kind = DSV4_WT_Q3;
+    bad.k = 48;
+    CHECK_EQ_INT(dsv4_cu_linear_q(&bad, buf, 1, buf, NULL, NULL, &err), DSV4_E_INVALID);
+    bad.k = 32;
+    bad.s = NULL;
+    CHECK_EQ_INT(dsv4_cu_linear_q(&bad, buf, 1, buf, NULL, NULL, &err), DSV4_E_INVALID);
     bad = W;
     bad.n = -1;
     CHECK_EQ_INT(dsv4_cu_linear(&bad, buf, 1, buf, 0, NULL, &err), DSV4_E_INVALID);
@@ -382,4 +459,4 @@ TEST(arguments)
 
 #endif
 
-KTEST_MAIN(T(act_quant), T(linear_q_awkward), T(linear_awkward), T(model_shapes), T(linear_q_pre), T(arguments))
+KTEST_MAIN(T(act_quant), T(linear_q_awkward), T(linear_awkward), T(model_shapes), T(quant_formats), T(linear_q_pre), T(arguments))

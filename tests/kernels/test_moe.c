@@ -21,21 +21,27 @@
 #include "convert.h"
 #include "engine_impl.h"
 #include "gpu_moe.h"
+#include "quant.h"
 #include "safetensors.h"
 
 static int emu(void) { return ktest_emulated(); }
 
 /* ---- device copies of a CPU layer ---------------------------------------- */
 
-/* Byte sizes of a view's codes and scales (gpu.h's dequant sizes for FP8/FP4). */
+/* Byte sizes of a view's codes and scales (gpu.h's dequant sizes for FP8/FP4;
+ * Q2/Q3 as lib/quant.h lays them out). */
 static size_t wbytes(const dsv4_wt *w)
 {
     if (w->kind == DSV4_WT_BF16 || w->kind == DSV4_WT_F32)
         return (size_t)(w->n * w->k * (w->kind == DSV4_WT_BF16 ? 2 : 4));
+    if (w->kind == DSV4_WT_Q2 || w->kind == DSV4_WT_Q3)
+        return (size_t)(w->n * (w->kind == DSV4_WT_Q2 ? w->k / 4 : w->k / 32 * 12));
     return (size_t)dsv4_dequant_wbytes(w->kind == DSV4_WT_FP8 ? DSV4_DQ_FP8 : DSV4_DQ_FP4, w->n, w->k);
 }
 static size_t sbytes(const dsv4_wt *w)
 {
+    if (w->kind == DSV4_WT_Q2 || w->kind == DSV4_WT_Q3)
+        return (size_t)(w->n * (w->k / (w->kind == DSV4_WT_Q2 ? 64 : 32)));
     if (w->kind != DSV4_WT_FP8 && w->kind != DSV4_WT_FP4)
         return 0;
     return (size_t)dsv4_dequant_sbytes(w->kind == DSV4_WT_FP8 ? DSV4_DQ_FP8 : DSV4_DQ_FP4, w->n, w->k);
@@ -128,6 +134,21 @@ static void rl_wt(struct rl *r, kt_rng *g, dsv4_wt *w, int kind, int64_t n, int6
     w->k = k;
     size_t wb = wbytes(w), sb = sbytes(w);
     uint8_t *pw = rl_own(r, wb), *ps = rl_own(r, sb ? sb : 1);
+    w->w = pw;
+    w->s = ps;
+    if (kind == DSV4_WT_Q2 || kind == DSV4_WT_Q3) {
+        /* dsv4-quant's encoding of random rows of about the FP4 weights'
+         * size at this band (rms of e2m1 codes ~2.9, mid-band scale) */
+        int fmt = kind == DSV4_WT_Q2 ? DSV4_QF_Q2 : DSV4_QF_Q3;
+        size_t rb = wb / (size_t)n, rs = sb / (size_t)n;
+        float *row = kt_malloc((size_t)k * sizeof *row);
+        for (int64_t i = 0; i < n; i++) {
+            kt_fill_norm(g, row, k, ldexpf(2.9f, base - 125));
+            dsv4_quant_row(fmt, row, k, pw + (size_t)i * rb, ps + (size_t)i * rs);
+        }
+        free(row);
+        return;
+    }
     kt_fill_bytes(g, pw, (int64_t)wb);
     if (kind == DSV4_WT_FP8)
         for (size_t i = 0; i < wb; i++)
@@ -188,14 +209,14 @@ static void rl_make(struct rl *r, kt_rng *g, int64_t D, int64_t E, int64_t K, in
     L->w2 = rl_own(r, (size_t)E * sizeof *L->w2);
     L->w3 = rl_own(r, (size_t)E * sizeof *L->w3);
     /* e4m3 codes are up to 448 (x2^9 scale, ~2^-9 avg), e2m1 up to 6 */
-    int b_in = kind_r == DSV4_WT_FP4 ? 121 : 113, b_out = kind_r == DSV4_WT_FP4 ? 122 : 114;
+    int b_in = kind_r == DSV4_WT_FP8 ? 113 : 121, b_out = kind_r == DSV4_WT_FP8 ? 114 : 122;
     for (int64_t x = 0; x < E; x++) {
         rl_wt(r, g, &L->w1[x], kind_r, I, D, b_in);
         rl_wt(r, g, &L->w3[x], kind_r, I, D, b_in);
         rl_wt(r, g, &L->w2[x], kind_r, D, I, b_out);
     }
     if (kind_s) {
-        int si = kind_s == DSV4_WT_FP4 ? 121 : 113, so = kind_s == DSV4_WT_FP4 ? 122 : 114;
+        int si = kind_s == DSV4_WT_FP8 ? 113 : 121, so = kind_s == DSV4_WT_FP8 ? 114 : 122;
         rl_wt(r, g, &L->sw1, kind_s, I, D, si);
         rl_wt(r, g, &L->sw3, kind_s, I, D, si);
         rl_wt(r, g, &L->sw2, kind_s, D, I, so);
@@ -447,8 +468,9 @@ static void random_case(int64_t D, int64_t E, int64_t I, int64_t M, int kind_r, 
     void *ws = dl_up(&d, NULL, wsb);
     char what[160];
     snprintf(what, sizeof what, "chunk %s D=%lld E=%lld I=%lld M=%lld %s/%s", hash ? "hash" : "top-k", (long long)D,
-             (long long)E, (long long)I, (long long)M, kind_r == DSV4_WT_FP4 ? "FP4" : "FP8",
-             kind_s == DSV4_WT_FP8 ? "FP8" : kind_s ? "FP4" : "none");
+             (long long)E, (long long)I, (long long)M,
+             kind_r == DSV4_WT_FP4 ? "FP4" : kind_r == DSV4_WT_Q2 ? "Q2" : kind_r == DSV4_WT_Q3 ? "Q3" : "FP8",
+             kind_s == DSV4_WT_FP8 ? "FP8" : kind_s == DSV4_WT_Q3 ? "Q3" : kind_s == DSV4_WT_Q2 ? "Q2" : kind_s ? "FP4" : "none");
     KT_OK(dsv4_cu_moe_chunk(&d.L, dx, dq, dqs, dtok, M, dout, NULL, ws, wsb, NULL, &err), &err);
     if (!kt_get(got, dout, (size_t)(M * D) * 4))
         cmp_out(what, got, ref, M * D);
@@ -492,6 +514,27 @@ TEST(experts_random_layers)
     random_case(384, 8, 256, 2, DSV4_WT_FP8, DSV4_WT_FP8, 0, 15);
     if (!emu())
         random_case(4096, 16, 2048, 1, DSV4_WT_FP4, DSV4_WT_FP8, 0, 16);   /* Flash's expert shapes */
+}
+
+/* dsv4-quant's Q2/Q3 routed experts (lib/quant.h encodings), M = 1, 3, 9,
+ * with FP8, FP4, Q3 or no shared expert, top-k and hash routing. */
+TEST(experts_quant_formats)
+{
+    int64_t D = emu() ? 256 : 1024, I = emu() ? 128 : 512, E = emu() ? 16 : 64;
+    random_case(D, E, I, 1, DSV4_WT_Q2, DSV4_WT_FP8, 0, 20);
+    random_case(D, E, I, 3, DSV4_WT_Q2, DSV4_WT_FP4, 1, 21);
+    random_case(D, E, I, 9, DSV4_WT_Q2, 0, 0, 22);
+    random_case(D, E, I, 1, DSV4_WT_Q3, DSV4_WT_FP8, 1, 23);
+    random_case(D, E, I, 3, DSV4_WT_Q3, DSV4_WT_FP8, 0, 24);
+    random_case(D, E, I, 9, DSV4_WT_Q3, DSV4_WT_FP4, 0, 25);
+    random_case(384, 8, 256, 2, DSV4_WT_Q3, 0, 1, 26);
+    /* dsv4-quant's fit-80g: Q2 routed, Q3 shared experts */
+    random_case(D, E, I, 1, DSV4_WT_Q2, DSV4_WT_Q3, 0, 29);
+    random_case(D, E, I, 9, DSV4_WT_Q2, DSV4_WT_Q3, 1, 30);
+    if (!emu()) {
+        random_case(4096, 16, 2048, 1, DSV4_WT_Q2, DSV4_WT_FP8, 0, 27);   /* Flash's expert shapes */
+        random_case(4096, 16, 2048, 6, DSV4_WT_Q3, DSV4_WT_FP8, 0, 28);
+    }
 }
 
 /* A NaN input value (e4m3 code 0x7f) makes its token's outputs NaN, as on
@@ -704,6 +747,11 @@ TEST(bad_arguments)
     CHECK_EQ_INT(dsv4_cu_moe_experts(&L, (uint8_t *)ws, x, (int32_t *)ws, x, M, out, ws, wsb, NULL, &err),
                  DSV4_E_INVALID);
     L = d.L;
+    L.sw3.kind = DSV4_WT_FP4;     /* sw1 is FP8: the up kernel needs one kind */
+    CHECK_EQ_INT(dsv4_cu_moe_experts(&L, (uint8_t *)ws, x, (int32_t *)ws, x, M, out, ws, wsb, NULL, &err),
+                 DSV4_E_INVALID);
+    CHECK(strstr(err.msg, "w3 kind") != NULL);
+    L = d.L;
     L.sw2.n = 128;
     CHECK_EQ_INT(dsv4_cu_moe_experts(&L, (uint8_t *)ws, x, (int32_t *)ws, x, M, out, ws, wsb, NULL, &err),
                  DSV4_E_INVALID);
@@ -717,7 +765,7 @@ TEST(bad_arguments)
     rl_free(&r);
 }
 
-KTEST_MAIN(T(quant_matches_cpu), T(gate_matches_cpu), T(route_matches_cpu), T(experts_random_layers),
+KTEST_MAIN(T(quant_matches_cpu), T(gate_matches_cpu), T(route_matches_cpu), T(experts_random_layers), T(experts_quant_formats),
            T(nan_input_propagates), T(combine_order_under_cancellation), T(chunk_matches_cpu_on_fixture), T(bad_arguments))
 
 #else
