@@ -314,7 +314,18 @@ int cli_out_open(struct cli *cli, struct cli_out *o, const char *path, int binar
         return dsv4_err_set(err, DSV4_E_NOMEM, "out of memory");
     }
     snprintf(o->tmp, n, "%s.tmp.XXXXXX", path);
+    /* a signal between creating the temp file and registering it for
+     * removal would leave it behind: hold them off until both are done */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old);
     o->fd = mkstemp(o->tmp);
+    if (o->fd >= 0)
+        o->slot = cli_cleanup_add(o->tmp);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (o->fd < 0) {
         int e = errno;
         free(o->tmp);
@@ -322,7 +333,6 @@ int cli_out_open(struct cli *cli, struct cli_out *o, const char *path, int binar
         cli_out_abort(o);
         return dsv4_err_set(err, DSV4_E_IO, "cannot create output '%s': %s", path, strerror(e));
     }
-    o->slot = cli_cleanup_add(o->tmp);
     fchmod(o->fd, 0644 & ~umask_value());
     o->f = fdopen(o->fd, binary ? "wb" : "w");
     if (!o->f) {

@@ -36,6 +36,7 @@ thread_local dim3 blockDim, gridDim;
 #if EMU_ASAN
 extern "C" void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 extern "C" void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old, size_t *size_old);
+extern "C" void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
 #if defined(__x86_64__) && !defined(DSV4_EMU_UCONTEXT)
 #define EMU_FAST_SWITCH 1
@@ -171,6 +172,12 @@ void fiber_init(Block &b, Fiber &f, char *stack, int i)
         *--sp = nullptr;
     f.sp = sp;
     f.stack = stack;
+#if EMU_ASAN
+    // A finished fiber's last frames (fiber_main, to_sched, near the top)
+    // never returned: clear their redzones before the stack serves another
+    // thread.  Every deeper frame returned and cleared its own.
+    __asan_unpoison_memory_region(stack + kStack - 16384, 16384);
+#endif
 #else
     if (getcontext(&f.ctx) != 0)
         die("getcontext failed");
@@ -375,6 +382,11 @@ cudaError_t peek_error() { return last_error; }
 
 cudaError_t cudaMalloc(void **p, size_t n)
 {
+    // the emulated device has the host's memory, no more
+    if (n > (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE)) {
+        *p = nullptr;
+        return cudaErrorMemoryAllocation;
+    }
     *p = aligned_alloc(256, (n + 255) / 256 * 256);
     if (!*p)
         return cudaErrorMemoryAllocation;
