@@ -3,7 +3,8 @@
 # dsv4-prefill and dsv4-decode linked with the kernels compiled for the CPU,
 # kernels/emu.h): snapshots written on the GPU are intact and continue on
 # the CPU and back, greedy decoding picks the CPU's tokens, seeded sampling
-# on the GPU repeats itself, and the GPU's logits stay close to the CPU's.
+# on the GPU repeats itself, the GPU's logits stay close to the CPU's, also
+# for models re-encoded by dsv4-quant (Q3 weights).
 . "$(dirname "$0")/lib.sh"
 
 EMU=$TOP/build/emu/bin
@@ -68,6 +69,21 @@ cp out s2.txt
 expect 0 "and on from it" -- "$EMU/dsv4-decode" -m csa.dsv4 --device cuda -r s.kv -n 3 --seed 7 --top-p 0.9 --format text
 cat s2.txt out > s12.txt
 same s1.txt s12.txt "seeded sampling on the GPU repeats across a save and resume"
+# ---- a dsv4-quant'ed model (Q3 routed experts) on the GPU ------------------------
+expect 0 "quantise the experts to Q3" -- dsv4-quant -q -R experts-q3 csa.dsv4 q3.dsv4
+expect 0 "GPU prefill, Q3 experts" -- "$EMU/dsv4-prefill" -q -m q3.dsv4 --device cuda -i p.txt --logits q3g.f32
+expect 0 "CPU prefill, Q3 experts" -- dsv4-prefill -q -m q3.dsv4 --device cpu -i p.txt --logits q3c.f32
+if command -v python3 >/dev/null 2>&1; then
+    if close q3g.f32 q3c.f32 1e-3 >cl.log; then ok "Q3 experts: GPU logits close to the CPU's ($(cat cl.log))"
+    else bad "Q3 experts: GPU logits far from the CPU's ($(cat cl.log))"; fi
+fi
+expect 0 "the fit-80g recipe (Q3 experts, attention and shared weights)" -- dsv4-quant -q -R fit-80g csa.dsv4 f80.dsv4
+expect 0 "GPU prefill, fit-80g" -- "$EMU/dsv4-prefill" -q -m f80.dsv4 --device cuda -i p.txt --logits f80g.f32
+expect 0 "CPU prefill, fit-80g" -- dsv4-prefill -q -m f80.dsv4 --device cpu -i p.txt --logits f80c.f32
+if command -v python3 >/dev/null 2>&1; then
+    if close f80g.f32 f80c.f32 1e-3 >cl.log; then ok "fit-80g: GPU logits close to the CPU's ($(cat cl.log))"
+    else bad "fit-80g: GPU logits far from the CPU's ($(cat cl.log))"; fi
+fi
 expect 0 "auto picks the (emulated) GPU" -- "$EMU/dsv4-prefill" -q -m csa.dsv4 --kv compact -i p.txt --logits a.f32
 same g.f32 a.f32 "--device auto = cuda when a device is present"
 
