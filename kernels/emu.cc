@@ -176,7 +176,7 @@ void fiber_init(Block &b, Fiber &f, char *stack, int i)
     // A finished fiber's last frames (fiber_main, to_sched, near the top)
     // never returned: clear their redzones before the stack serves another
     // thread.  Every deeper frame returned and cleared its own.
-    __asan_unpoison_memory_region(stack + kStack - 16384, 16384);
+    __asan_unpoison_memory_region((char *)top - 16384, (size_t)(stack + kStack - ((char *)top - 16384)));
 #endif
 #else
     if (getcontext(&f.ctx) != 0)
