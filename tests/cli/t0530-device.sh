@@ -7,9 +7,12 @@
 # for models re-encoded by dsv4-quant (Q3 weights).
 . "$(dirname "$0")/lib.sh"
 
-EMU=$TOP/build/emu/bin
+# DSV4_DEVICE_BIN=bin runs the same checks on a real GPU with this build's
+# programs (./configure --with-cuda)
+EMU=${DSV4_DEVICE_BIN:-$TOP/build/emu/bin}
+case $EMU in /*) ;; *) EMU=$TOP/$EMU ;; esac
 if [ ! -x "$EMU/dsv4-prefill" ] || [ ! -x "$EMU/dsv4-decode" ]; then
-    echo "skipped: the emulated-device programs are not built (make tests)"
+    echo "skipped: no $EMU/dsv4-prefill and dsv4-decode (make tests builds the emulated device's)"
     exit 77
 fi
 V=1024
