@@ -379,18 +379,44 @@ static int acts_take(dsv4_cuengine *g, struct arena *A, struct acts *a, int64_t 
     return 0;
 }
 
+/* out[m, c, :] = the embedding of tokens[m] (device ids) for c < copies. */
+static int embed(dsv4_cuengine *g, const uint32_t *tokens, int64_t n, int64_t copies, float *out, dsv4_err *err)
+{
+    int et = g->w.embed.kind == DSV4_WT_F32 ? DSV4_CU_EMBED_F32 : DSV4_CU_EMBED_BF16;
+    return dsv4_cu_embed(tokens, n, g->w.embed.w, et, g->c.vocab_size, g->c.dim, copies, out, NULL, NULL, err);
+}
+
+/* The logits logits_mode asks for from the final streams X[n] (HCHead with
+ * hcw and nw), or just the end of the stream's work. */
+static int logits_of(dsv4_cuengine *g, struct arena *A, const dsv4_hc_w *hcw, const float *nw, const float *X,
+                     int64_t n, int logits_mode, float *logits, dsv4_err *err)
+{
+    if (logits_mode == DSV4_LOGITS_LAST)
+        return head_logits(g, A, hcw, nw, X, n - 1, n, logits, err);
+    if (logits_mode == DSV4_LOGITS_ALL)
+        return head_logits(g, A, hcw, nw, X, 0, n, logits, err);
+    return dsv4_cu_sync(NULL, err);
+}
+
+/* End of a public call: wait for the stream (reporting a kernel fault
+ * unless the call already failed), release the arena's overflow. */
+static int call_end(struct arena *A, int rc, dsv4_err *err)
+{
+    dsv4_err e2 = DSV4_ERR_INIT;
+    if (dsv4_cu_sync(NULL, rc ? &e2 : err) && !rc)
+        rc = err->code;
+    arena_end(A);
+    return rc;
+}
+
 static int forward(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const uint32_t *tokens, int64_t n,
                    int logits_mode, float *logits, float *hidden, dsv4_err *err)
 {
     const dsv4_config *c = &g->c;
-    int64_t D = c->dim, hc = c->hc_mult, pos0 = kv->s.n_tokens, HD = hc * D;
+    int64_t pos0 = kv->s.n_tokens, HD = c->hc_mult * c->dim;
     struct acts a;
     int32_t st = 0;
-    if (acts_take(g, A, &a, n, tokens, err))
-        return err->code;
-    const void *ew = g->w.embed.w;
-    int et = g->w.embed.kind == DSV4_WT_F32 ? DSV4_CU_EMBED_F32 : DSV4_CU_EMBED_BF16;
-    if (dsv4_cu_embed(a.tokens, n, ew, et, c->vocab_size, D, hc, a.X, NULL, NULL, err))
+    if (acts_take(g, A, &a, n, tokens, err) || embed(g, a.tokens, n, c->hc_mult, a.X, err))
         return err->code;
     for (int l = 0; l < c->n_layers; l++) {
         if (block(g, A, l, kv, &a, n, pos0, err))
@@ -400,13 +426,9 @@ static int forward(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const uint3
         return err->code;
     if (st)
         return dsv4_err_set(err, DSV4_E_FORMAT, "gate.tid2eid holds an expert id out of range for one of the tokens");
-    if (hidden && (dsv4_cu_sync(NULL, err) || dsv4_cu_download(hidden, a.X, (size_t)(n * HD) * sizeof(float), err)))
+    if (hidden && dsv4_cu_download(hidden, a.X, (size_t)(n * HD) * sizeof(float), err))
         return err->code;
-    if (logits_mode == DSV4_LOGITS_LAST)
-        return head_logits(g, A, &g->w.hc_head, g->w.norm, a.X, n - 1, n, logits, err);
-    if (logits_mode == DSV4_LOGITS_ALL)
-        return head_logits(g, A, &g->w.hc_head, g->w.norm, a.X, 0, n, logits, err);
-    return dsv4_cu_sync(NULL, err);
+    return logits_of(g, A, &g->w.hc_head, g->w.norm, a.X, n, logits_mode, logits, err);
 }
 
 int dsv4_cuforward(dsv4_cuengine *g, dsv4_cukv *kv, const uint32_t *tokens, int64_t n, int logits_mode,
@@ -423,11 +445,7 @@ int dsv4_cuforward(dsv4_cuengine *g, dsv4_cukv *kv, const uint32_t *tokens, int6
                             (long long)(s->n_tokens + n - 1), (long long)c->max_position);
     struct arena A = { &g->sc, 0, NULL, 0, 0, err };
     g->have_lg = 0;
-    int rc = forward(g, &A, kv, tokens, n, logits_mode, logits, hidden, err);
-    dsv4_err e2 = DSV4_ERR_INIT;
-    if (dsv4_cu_sync(NULL, rc ? &e2 : err) && !rc)
-        rc = err->code;
-    arena_end(&A);
+    int rc = call_end(&A, forward(g, &A, kv, tokens, n, logits_mode, logits, hidden, err), err);
     if (!rc)
         s->n_tokens += n;
     return rc;
@@ -443,8 +461,7 @@ int dsv4_cuengine_logits(dsv4_cuengine *g, const float *hidden, int64_t n, float
         rc = err->code;
     if (!rc)
         rc = head_logits(g, &A, &g->w.hc_head, g->w.norm, X, 0, n, logits, err);
-    arena_end(&A);
-    return rc;
+    return call_end(&A, rc, err);
 }
 
 /* The MTP block (engine.c dsv4_mtp_forward): row i joins the backbone's
@@ -464,9 +481,7 @@ static int mtp(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const float *hi
     void *qs = take(A, dsv4_cu_linear_q_scratch(n * hc, D));
     if (!Xh || !qs)
         return err->code;
-    const void *ew = g->w.embed.w;
-    int et = g->w.embed.kind == DSV4_WT_F32 ? DSV4_CU_EMBED_F32 : DSV4_CU_EMBED_BF16;
-    if (dsv4_cu_embed(a.tokens, n, ew, et, c->vocab_size, D, 1, a.x, NULL, NULL, err) ||
+    if (embed(g, a.tokens, n, 1, a.x, err) ||
         dsv4_cu_rmsnorm(a.x, L->enorm, n, D, eps, a.x, NULL, err) ||
         dsv4_cu_upload(Xh, hidden, (size_t)(n * hc * D) * sizeof(float), err) ||
         dsv4_cu_rmsnorm(Xh, L->hnorm, n * hc, D, eps, Xh, NULL, err) ||
@@ -476,11 +491,7 @@ static int mtp(dsv4_cuengine *g, struct arena *A, dsv4_cukv *kv, const float *hi
         return err->code;
     if (block(g, A, l, kv, &a, n, pos0, err))
         return dsv4_err_prefix(err, "MTP block");
-    if (logits_mode == DSV4_LOGITS_LAST)
-        return head_logits(g, A, &L->hc_head, L->mnorm, a.X, n - 1, n, logits, err);
-    if (logits_mode == DSV4_LOGITS_ALL)
-        return head_logits(g, A, &L->hc_head, L->mnorm, a.X, 0, n, logits, err);
-    return dsv4_cu_sync(NULL, err);
+    return logits_of(g, A, &L->hc_head, L->mnorm, a.X, n, logits_mode, logits, err);
 }
 
 int dsv4_cumtp_forward(dsv4_cuengine *g, dsv4_cukv *kv, const float *hidden, const uint32_t *next_tokens,
@@ -493,11 +504,7 @@ int dsv4_cumtp_forward(dsv4_cuengine *g, dsv4_cukv *kv, const float *hidden, con
         return err->code;
     struct arena A = { &g->sc, 0, NULL, 0, 0, err };
     g->have_lg = 0;
-    int rc = mtp(g, &A, kv, hidden, next_tokens, n, logits_mode, logits, err);
-    dsv4_err e2 = DSV4_ERR_INIT;
-    if (dsv4_cu_sync(NULL, rc ? &e2 : err) && !rc)
-        rc = err->code;
-    arena_end(&A);
+    int rc = call_end(&A, mtp(g, &A, kv, hidden, next_tokens, n, logits_mode, logits, err), err);
     if (!rc)
         kv->s.n_mtp += n;
     return rc;
